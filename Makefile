@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make lab` (the product's main job) and `make test`.
+# Each installs what it needs itself: a virtual environment, pip packages, Debian packages.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CHECKOV_VENV ?= .venv-checkov
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test setup system-packages lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[lab,test]'
+	touch $(STAMP)
+
+$(CHECKOV_VENV)/.installed:
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.2.*'
+	touch $@
+
+# Prometheus/promtool (the lab and the rule tests), OpenMPI (multi-rank serving), shellcheck.
+system-packages:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v mpirun >/dev/null || missing="$$missing openmpi-bin"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+setup: $(STAMP) $(CHECKOV_VENV)/.installed system-packages
+
+lab: $(STAMP) system-packages
+	$(BIN)/llmprep lab --out lab-out
+
+lint: setup
+	$(BIN)/ruff check llmprep tests bench
+	$(BIN)/mypy
+
+test: setup lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" CHECKOV="$(CURDIR)/$(CHECKOV_VENV)/bin/checkov" $(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) lab-out .pytest_cache .mypy_cache .ruff_cache
