@@ -1,0 +1,305 @@
+"""Checkpoints from the Hugging Face Hub into `<cache>/hf/<repo>/<revision>/`.
+
+The Hub's own cache (`<cache>/hf/.hub` unless another is given) does the downloading, the
+resuming after an interruption and the offline look-ups; the checkpoint directory is then
+assembled from it (hard links where the file system allows, copies otherwise) next to a
+`.llmprep-checkpoint.json` that records the resolved commit and every file's size, and is
+renamed into place when complete. A complete checkpoint is reused without any network call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import importlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmprep import cache
+from llmprep.errors import HubError, UsageError
+
+META = ".llmprep-checkpoint.json"
+HUB_DIR = ".hub"
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+# What a runtime needs: weights, configuration, tokenizer. Nothing else (no original/ Meta
+# checkpoints, no TensorFlow, Flax, ONNX or GGUF copies).
+CONFIG_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "*.tiktoken",
+)
+SAFETENSORS_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
+BIN_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    repo: str
+    revision: str  # as asked for
+    commit: str  # what it resolved to
+    files: dict[str, int]  # relative path → size
+
+
+def resolve_token(token_file: Path | None) -> str | None:
+    """The Hugging Face token: the Secret file if given, else HF_TOKEN (the one place that reads it)."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--token-file {token_file}: cannot read ({exc.strerror})") from None
+        if not token:
+            raise UsageError(f"--token-file {token_file}: the file is empty (expected the Secret's key `password`)")
+        return token
+    return os.environ.get("HF_TOKEN") or None
+
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def checkpoint_dir(cache_dir: Path, repo: str, revision: str) -> Path:
+    if not REPO_ID.match(repo) or ".." in repo:
+        raise UsageError(f"model.hfRepo: {repo!r} is not a Hugging Face repo id such as meta-llama/Meta-Llama-3-8B")
+    if not revision or revision.startswith(".") or ".." in revision:
+        raise UsageError(f"model.revision: {revision!r} is not a branch, tag or commit")
+    return cache_dir / cache.HF / repo / revision.replace("/", "--")
+
+
+def hub_cache_dir(cache_dir: Path) -> Path:
+    return cache_dir / cache.HF / HUB_DIR
+
+
+def select_files(files: list[str]) -> list[str]:
+    """The files a runtime needs out of a repository's listing (safetensors win over .bin)."""
+    top = [f for f in files if "/" not in f]
+    weights = SAFETENSORS_PATTERNS if any(fnmatch.fnmatch(f, "*.safetensors") for f in top) else BIN_PATTERNS
+    patterns = CONFIG_PATTERNS + weights
+    return sorted(f for f in top if any(fnmatch.fnmatch(f, p) for p in patterns))
+
+
+def find_checkpoint(cache_dir: Path, repo: str, revision: str) -> Checkpoint | None:
+    """The complete checkpoint already in the cache, or None; no network."""
+    path = checkpoint_dir(cache_dir, repo, revision)
+    try:
+        meta = json.loads((path / META).read_text())
+        files = {str(k): int(v) for k, v in meta["files"].items()}
+        commit = str(meta["commit"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for rel, size in files.items():
+        try:
+            if (path / rel).stat().st_size != size:
+                return None
+        except OSError:
+            return None
+    return Checkpoint(path, repo, revision, commit, files)
+
+
+@contextlib.contextmanager
+def _hub_errors(repo: str, revision: str, token: str | None) -> Iterator[None]:
+    """Turn the Hub's exceptions into one-line HubErrors (the token never appears)."""
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub.utils import OfflineModeIsEnabled
+
+    def fail(message: str) -> HubError:
+        return HubError(message.replace(token, "***") if token else message)
+
+    try:
+        yield
+    except hf_errors.GatedRepoError:
+        hint = "the token has no access: accept the licence on huggingface.co with that account" if token else (
+            "give a token with --token-file (the Secret in model.pullSecret, key password) or HF_TOKEN"
+        )
+        raise fail(f"{repo}: gated repository; {hint}") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise fail(
+            f"{repo}: no such repository on the Hugging Face Hub, or a private one this token cannot read; "
+            "check model.hfRepo (or model.name)"
+        ) from None
+    except hf_errors.RevisionNotFoundError:
+        raise fail(f"{repo}: revision {revision!r} does not exist; check model.revision") from None
+    except (hf_errors.LocalEntryNotFoundError, OfflineModeIsEnabled):
+        raise fail(
+            f"{repo}@{revision}: not in the local Hub cache and the Hub cannot be reached (offline); "
+            "download it once with network access, or point --hub-cache at a cache that has it"
+        ) from None
+    except hf_errors.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        if status == 401:
+            raise fail(f"{repo}: the Hub rejected the token (HTTP 401); check the Secret or HF_TOKEN") from None
+        raise fail(f"{repo}: the Hub answered HTTP {status}; try again later") from None
+    except Exception as exc:
+        if isinstance(exc, OSError) or isinstance(exc, _transport_errors()):
+            raise fail(f"{repo}@{revision}: cannot reach the Hugging Face Hub ({type(exc).__name__})") from None
+        raise
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's connection errors (huggingface_hub moved from httpx to httpx2)."""
+    found: list[type[Exception]] = []
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in ("TransportError", "ConnectionError", "Timeout"):
+            cls = getattr(mod, name, None)
+            if isinstance(cls, type) and issubclass(cls, Exception):
+                found.append(cls)
+    return tuple(found)
+
+
+def _offline_listing(hub: Path, repo: str, revision: str) -> tuple[str, list[str]]:
+    from huggingface_hub import errors as hf_errors
+
+    storage = hub / f"models--{repo.replace('/', '--')}"
+    commit = revision if COMMIT.match(revision) else None
+    ref = storage / "refs" / revision
+    if commit is None and ref.is_file():
+        commit = ref.read_text().strip()
+    snapshot = storage / "snapshots" / (commit or "")
+    if commit is None or not snapshot.is_dir():
+        raise hf_errors.LocalEntryNotFoundError(f"{repo}@{revision} is not in {hub}")
+    files = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()]
+    return commit, files
+
+
+def _online_listing(repo: str, revision: str, token: str | None) -> tuple[str, list[str]]:
+    from huggingface_hub import HfApi
+
+    info = HfApi().repo_info(repo, revision=revision, token=token)
+    sha = getattr(info, "sha", None)
+    if not sha:
+        raise HubError(f"{repo}@{revision}: the Hub did not say which commit this is")
+    files = [s.rfilename for s in (getattr(info, "siblings", None) or [])]
+    return sha, files
+
+
+def _place(source: Path, target: Path) -> None:
+    """Hard-link when on the same file system (no copy of many gigabytes), else copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def download(
+    repo: str,
+    revision: str,
+    cache_dir: Path,
+    *,
+    token: str | None = None,
+    offline: bool = False,
+    hub_cache: Path | None = None,
+    lock_timeout: float = cache.DEFAULT_LOCK_TIMEOUT,
+    progress: Callable[[str], None] | None = None,
+    show_bars: bool = True,
+) -> Checkpoint:
+    """The checkpoint of `repo` at `revision` in the cache, downloading what is missing."""
+    say = progress or (lambda _msg: None)
+    done = find_checkpoint(cache_dir, repo, revision)
+    if done is not None:
+        return done
+    final = checkpoint_dir(cache_dir, repo, revision)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with cache.locked(final.with_name(f"{final.name}.lock"), timeout=lock_timeout, what=f"{repo}@{revision}", on_wait=say):
+        done = find_checkpoint(cache_dir, repo, revision)
+        if done is not None:
+            return done
+        hub = hub_cache or hub_cache_dir(cache_dir)
+        with _hub_errors(repo, revision, token):
+            if offline:
+                commit, listing = _offline_listing(hub, repo, revision)
+            else:
+                commit, listing = _online_listing(repo, revision, token)
+            wanted = select_files(listing)
+            if "config.json" not in wanted:
+                raise HubError(f"{repo}@{revision}: no config.json at the top of the repository; is it a model repository?")
+            say(f"downloading {len(wanted)} files of {repo}@{commit[:12]}")
+            snapshot = _snapshot(repo, commit, hub, wanted, token=token, offline=offline, show_bars=show_bars)
+        for leftover in final.parent.glob(f"{final.name}.partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-", dir=final.parent))
+        try:
+            files: dict[str, int] = {}
+            for rel in wanted:
+                source = (snapshot / rel).resolve()
+                if not source.is_file():
+                    raise HubError(f"{repo}@{commit[:12]}: {rel} is missing from the Hub cache after the download")
+                _place(source, partial / rel)
+                files[rel] = (partial / rel).stat().st_size
+            cache.write_json_atomic(
+                partial / META, {"repo": repo, "revision": revision, "commit": commit, "files": files}
+            )
+            if final.exists():
+                shutil.rmtree(final)  # incomplete: its sizes did not verify above
+            os.rename(partial, final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return Checkpoint(final, repo, revision, commit, files)
+
+
+def _snapshot(
+    repo: str, commit: str, hub: Path, wanted: list[str], *, token: str | None, offline: bool, show_bars: bool
+) -> Path:
+    from huggingface_hub import snapshot_download
+
+    kwargs: dict[str, Any] = {}
+    if not show_bars:
+        from tqdm.auto import tqdm
+
+        class _Quiet(tqdm):  # type: ignore[misc,valid-type]
+            def __init__(self, *args: Any, **kw: Any) -> None:
+                kw["disable"] = True
+                super().__init__(*args, **kw)
+
+        kwargs["tqdm_class"] = _Quiet
+    path = snapshot_download(
+        repo,
+        revision=commit,
+        cache_dir=hub,
+        allow_patterns=wanted,
+        token=token,
+        local_files_only=offline,
+        **kwargs,
+    )
+    return Path(str(path))
+
+
+def list_checkpoints(cache_dir: Path) -> list[cache.EntryInfo]:
+    """Checkpoints in the cache (for `cache ls`); the Hub's own cache is not listed."""
+    out: list[cache.EntryInfo] = []
+    root = cache_dir / cache.HF
+    if not root.is_dir():
+        return out
+    for meta_or_dir in sorted(root.glob("*/*/*")):
+        if not meta_or_dir.is_dir() or meta_or_dir.parts[-3] == HUB_DIR:
+            continue
+        repo = f"{meta_or_dir.parts[-3]}/{meta_or_dir.parts[-2]}"
+        name = meta_or_dir.name
+        size = sum(p.stat().st_size for p in meta_or_dir.rglob("*") if p.is_file())
+        if ".partial-" in name or ".trash-" in name:
+            out.append(cache.EntryInfo("checkpoint", f"{repo}@{name}", meta_or_dir, "partial", size, None, {"hfRepo": repo}))
+            continue
+        found = find_checkpoint(cache_dir, repo, name.replace("--", "/"))
+        inputs = {"hfRepo": repo, "revision": name, "commit": found.commit if found else None}
+        out.append(cache.EntryInfo("checkpoint", f"{repo}@{name}", meta_or_dir, "ok" if found else "corrupt", size, None, inputs))
+    return out

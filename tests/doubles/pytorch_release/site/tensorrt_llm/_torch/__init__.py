@@ -1,0 +1,1 @@
+"""The PyTorch backend (the double only marks its presence)."""
