@@ -20,12 +20,14 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.2.*'
 	touch $@
 
-# Prometheus/promtool (the lab and the rule tests), OpenMPI (multi-rank serving), shellcheck.
+# Prometheus/promtool (the lab and the rule tests), OpenMPI and OpenSSH (multi-rank and multi-node
+# serving), shellcheck (monitoring/install.sh).
 system-packages:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v mpirun >/dev/null || missing="$$missing openmpi-bin"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server openssh-client"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
