@@ -1,0 +1,453 @@
+"""The Helm chart as a library: merge values as `helm install` does, render and lint through Helm's SDK.
+
+`merge_values` reproduces Helm's composition of user values: `--values` files deep-merged in
+order (maps merge, everything else replaces), then every `--set` applied onto that result with
+Helm's strvals rules, so `--set gpu[0]=X` replaces only the first element of a list a file set.
+Helm's own parser (`helm_python.parse_set_string`) checks each expression first; the walk onto
+the existing values follows Helm's `strvals.ParseInto` (pkg/strvals/parser.go), which the SDK
+does not expose. `render` returns the Kubernetes objects Helm would send to the cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmprep.errors import SpecError, UsageError
+
+CHART_DIR = Path(__file__).resolve().parent.parent / "chart"
+# A cluster with the Prometheus operator: what the lab and our documented set-up have.
+DEFAULT_API_VERSIONS: tuple[str, ...] = ("monitoring.coreos.com/v1",)
+
+# Limits of Helm's strvals parser.
+_MAX_INDEX = 65536
+_MAX_NESTED_NAME_LEVEL = 30
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _helm() -> Any:
+    try:
+        import helm_python
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise UsageError("the Helm SDK is missing: pip install 'helm-python-sdk==0.2.2'") from exc
+    return helm_python
+
+
+# --------------------------------------------------------------------------- values
+
+
+def merge_values(files: Iterable[Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
+    """The user-supplied values of `helm install -f F1 -f F2 --set S1 --set S2`, composed as Helm does.
+
+    The chart's own defaults are not included: Helm coalesces them at render time (see `render`).
+    """
+    helm = _helm()
+    base: dict[str, Any] = {}
+    for path in files:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise UsageError(f"--values {path}: no such file") from None
+        except OSError as exc:
+            raise UsageError(f"--values {path}: cannot read ({exc.strerror})") from None
+        try:
+            doc = helm.values_from_yaml(text)
+        except helm.HelmError as exc:
+            raise SpecError(f"--values {path}: not a valid values file ({_first_line(exc)})") from None
+        base = _merge_maps(base, doc or {})
+    for expression in sets:
+        base = apply_set(base, expression)
+    return base
+
+
+def _merge_maps(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's mergeMaps for `--values` files: nested maps merge, any other value replaces."""
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge_maps(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_set(values: Mapping[str, Any], expression: str) -> dict[str, Any]:
+    """`values` with one `--set` expression applied as Helm applies it (a new dict; `values` is untouched)."""
+    helm = _helm()
+    try:
+        helm.parse_set_string(expression)  # Helm's own verdict on the syntax
+    except helm.HelmError as exc:
+        raise UsageError(f"--set {expression!r}: {_first_line(exc)}") from None
+    data = copy.deepcopy(dict(values))
+    try:
+        _SetParser(expression).parse_into(data)
+    except _SetConflict as exc:
+        raise UsageError(f"--set {expression!r}: {exc}") from None
+    return data
+
+
+class _SetConflict(Exception):
+    """The expression is valid alone but cannot apply onto the values the files set."""
+
+
+class _Eof:
+    """End of the expression: Helm's parser stops there without an error."""
+
+
+_EOF = _Eof()
+
+
+class _SetParser:
+    """A walk of Helm's strvals grammar onto existing values (Helm's `ParseInto`)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _read(self) -> str | None:
+        if self.pos >= len(self.text):
+            return None
+        ch = self.text[self.pos]
+        self.pos += 1
+        return ch
+
+    def _unread(self) -> None:
+        self.pos -= 1
+
+    def _until(self, stop: str) -> tuple[str, str | None]:
+        """Characters up to one of `stop` (consumed), honouring backslash escapes; None at the end."""
+        out: list[str] = []
+        while True:
+            ch = self._read()
+            if ch is None:
+                return "".join(out), None
+            if ch in stop:
+                return "".join(out), ch
+            if ch == "\\":
+                nxt = self._read()
+                if nxt is None:
+                    return "".join(out), None
+                out.append(nxt)
+            else:
+                out.append(ch)
+
+    def parse_into(self, data: dict[str, Any]) -> None:
+        while self._key(data, 0, "") is not _EOF:
+            pass
+
+    def _key(self, data: dict[str, Any], level: int, prefix: str) -> _Eof | None:
+        key, last = self._until("=[,.")
+        if last is None:
+            if not key:
+                return _EOF
+            raise _SetConflict(f"key {key!r} has no value")
+        if last == "[":
+            index = self._index()
+            current = data.get(key, []) if key in data else []
+            if not isinstance(current, list):
+                raise _SetConflict(
+                    f"{prefix}{key} is {_kind(current)} in the values files, so {prefix}{key}[{index}] cannot index it"
+                )
+            result, end = self._list_item(current, index, level, f"{prefix}{key}[{index}]")
+            if key:
+                data[key] = result
+            return end
+        if last == "=":
+            value, at_end = self._value()
+            if key:
+                data[key] = value
+            # Helm reports the end of input here when nothing follows `=`; a caller inside a
+            # list element then drops that element (`a[0].b=` leaves `a` empty), as Helm does.
+            return _EOF if at_end else None
+        if last == ",":
+            raise _SetConflict(f"key {key!r} has no value (cannot end with ,)")
+        # last == "."
+        level += 1
+        if level > _MAX_NESTED_NAME_LEVEL:
+            raise _SetConflict(f"more than {_MAX_NESTED_NAME_LEVEL} nested names")
+        inner: Any = data[key] if key in data else {}
+        if not isinstance(inner, dict):
+            raise _SetConflict(f"{prefix}{key} is {_kind(inner)} in the values files, so no key can be set inside it")
+        end = self._key(inner, level, f"{prefix}{key}.")
+        if end is None and not inner:
+            raise _SetConflict(f"key map {key!r} has no value")
+        if inner and key:
+            data[key] = inner
+        return end
+
+    def _index(self) -> int:
+        raw, last = self._until("]")
+        if last is None or not _INT.fullmatch(raw):
+            raise _SetConflict(f"error parsing index {raw!r}")
+        return int(raw)
+
+    def _list_item(self, items: list[Any], index: int, level: int, path: str) -> tuple[list[Any], _Eof | None]:
+        if index < 0:
+            raise _SetConflict(f"negative {index} index not allowed")
+        rest, last = self._until("[.=")
+        if rest:
+            raise _SetConflict(f"unexpected data at end of array index: {rest!r}")
+        if last is None:
+            return items, _EOF
+        if last == "=":
+            return _set_index(items, index, self._value()[0]), None
+        if last == "[":
+            inner_index = self._index()
+            current = items[index] if len(items) > index else None
+            if current is not None and not isinstance(current, list):
+                raise _SetConflict(f"{path} is {_kind(current)}, so {path}[{inner_index}] cannot index it")
+            nested, end = self._list_item(
+                current if current is not None else [], inner_index, level, f"{path}[{inner_index}]"
+            )
+            if end is not None:
+                return items, end
+            return _set_index(items, index, nested), None
+        # last == "."
+        inner: dict[str, Any] = {}
+        if len(items) > index:
+            if isinstance(items[index], dict):
+                inner = items[index]
+            else:
+                items[index] = inner
+        end = self._key(inner, level, f"{path}.")
+        if end is not None:
+            return items, end
+        return _set_index(items, index, inner), None
+
+    def _value(self) -> tuple[Any, bool]:
+        """The value after `=` (a `{a,b}` list or one scalar, typed as Helm types them) and whether the input ended at `=`."""
+        ch = self._read()
+        if ch is None:
+            return "", True
+        if ch != "{":
+            self._unread()
+            raw, _ = self._until(",")
+            return _typed(raw), False
+        out: list[Any] = []
+        while True:
+            raw, last = self._until(",}")
+            if last is None:
+                raise _SetConflict("list must terminate with '}'")
+            out.append(_typed(raw))
+            if last == "}":
+                nxt = self._read()
+                if nxt is not None and nxt != ",":
+                    self._unread()
+                return out, False
+
+
+def _set_index(items: list[Any], index: int, value: Any) -> list[Any]:
+    if index > _MAX_INDEX:
+        raise _SetConflict(f"index of {index} is greater than maximum supported index of {_MAX_INDEX}")
+    if len(items) <= index:
+        items.extend([None] * (index + 1 - len(items)))
+    items[index] = value
+    return items
+
+
+def _typed(raw: str) -> Any:
+    """Helm's typedVal: true/false/null (any case), integers without a leading zero, else the string."""
+    lowered = raw.lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    if lowered == "null":
+        return None
+    if raw == "0":
+        return 0
+    if raw and raw[0] != "0" and _INT.fullmatch(raw):
+        number = int(raw)
+        if -(2**63) <= number < 2**63:
+            return number
+    return raw
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, list):
+        return "a list"
+    return f"the {type(value).__name__} {value!r}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- render and lint
+
+
+def _with_api_versions(values: Mapping[str, Any], api_versions: Iterable[str] | None) -> dict[str, Any]:
+    out = copy.deepcopy(dict(values))
+    if api_versions is None:
+        return out
+    monitoring = out.get("monitoring")
+    monitoring = dict(monitoring) if isinstance(monitoring, Mapping) else {}
+    given = monitoring.get("apiVersions")
+    merged = list(given) if isinstance(given, list) else []
+    merged += [v for v in api_versions if v not in merged]
+    monitoring["apiVersions"] = merged
+    out["monitoring"] = monitoring
+    return out
+
+
+def render_files(
+    values: Mapping[str, Any],
+    *,
+    release: str = "llmprep",
+    namespace: str = "default",
+    chart_dir: Path | None = None,
+    api_versions: Iterable[str] | None = DEFAULT_API_VERSIONS,
+) -> dict[str, str]:
+    """Helm's rendered text per template path, NOTES.txt included (empty templates dropped)."""
+    helm = _helm()
+    chart_path = Path(chart_dir or CHART_DIR)
+    try:
+        helm.validate_release_name(release)
+    except helm.HelmError as exc:
+        raise UsageError(f"release name {release!r}: {_first_line(exc)}") from None
+    try:
+        with helm.Chart.load(chart_path) as chart:
+            rendered = chart.render(
+                _with_api_versions(values, api_versions), name=release, namespace=namespace, is_install=True
+            )
+    except helm.HelmValuesError as exc:
+        raise SpecError(schema_message(str(exc))) from None
+    except helm.HelmRenderError as exc:
+        raise SpecError(render_message(str(exc))) from None
+    except helm.HelmChartLoadError as exc:
+        raise UsageError(f"{chart_path}: not a loadable chart ({_first_line(exc)})") from None
+    return {path: text for path, text in rendered.items() if text.strip()}
+
+
+def render(
+    values: Mapping[str, Any],
+    *,
+    release: str = "llmprep",
+    namespace: str = "default",
+    chart_dir: Path | None = None,
+    api_versions: Iterable[str] | None = DEFAULT_API_VERSIONS,
+) -> list[dict[str, Any]]:
+    """The Kubernetes objects the chart renders for these user values (NOTES.txt and empty documents left out).
+
+    `api_versions` plays the part of `helm install`'s cluster capabilities for the chart's `auto`
+    switches (the SDK's offline render has none): the default is a cluster with the Prometheus
+    operator; pass `()` for a bare cluster. Objects come in template-path order, then document order;
+    the `helm test` Pod (annotation `helm.sh/hook: test`) is among them, as in `helm template`.
+    """
+    files = render_files(values, release=release, namespace=namespace, chart_dir=chart_dir, api_versions=api_versions)
+    objects: list[dict[str, Any]] = []
+    for path in sorted(files):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(files[path]):
+            if doc:
+                objects.append(doc)
+    return objects
+
+
+def notes(
+    values: Mapping[str, Any],
+    *,
+    release: str = "llmprep",
+    namespace: str = "default",
+    chart_dir: Path | None = None,
+    api_versions: Iterable[str] | None = DEFAULT_API_VERSIONS,
+) -> str:
+    """The NOTES.txt text `helm install` would print."""
+    files = render_files(values, release=release, namespace=namespace, chart_dir=chart_dir, api_versions=api_versions)
+    return next((text for path, text in files.items() if path.endswith("NOTES.txt")), "")
+
+
+def lint(
+    values: Mapping[str, Any],
+    *,
+    chart_dir: Path | None = None,
+    namespace: str = "default",
+    strict: bool = True,
+    kube_version: str | None = None,
+    api_versions: Iterable[str] | None = DEFAULT_API_VERSIONS,
+) -> list[str]:
+    """`helm lint --strict` findings of warning severity or worse, as `path: message` lines (empty: clean)."""
+    helm = _helm()
+    report = helm.lint(
+        str(Path(chart_dir or CHART_DIR)),
+        _with_api_versions(values, api_versions),
+        strict=strict,
+        namespace=namespace,
+        kube_version=kube_version,
+    )
+    lines = [f"{m.get('path', '')}: {m.get('error', '')}" for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+    lines += [str(e) for e in report.get("errors") or []]
+    return lines
+
+
+def find(objects: Sequence[Mapping[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    """The rendered objects of one kind (and name, when given)."""
+    return [
+        dict(o) for o in objects if o.get("kind") == kind and (name is None or o.get("metadata", {}).get("name") == name)
+    ]
+
+
+def rule_groups(objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rule groups of every rendered PrometheusRule, as a Prometheus rules file's `groups`."""
+    groups: list[dict[str, Any]] = []
+    for rule in find(objects, "PrometheusRule"):
+        groups.extend(rule.get("spec", {}).get("groups", []))
+    return groups
+
+
+# --------------------------------------------------------------------------- messages
+
+
+_SCHEMA_LINE = re.compile(r"at '(?P<path>[^']*)': (?P<text>.*)")
+
+
+def schema_message(text: str) -> str:
+    """Helm's values-schema failure as one line per bad key, keys written with dots (`a.b[0]`)."""
+    found: list[str] = []
+    for line in text.splitlines():
+        match = _SCHEMA_LINE.search(line)
+        if not match:
+            continue
+        parts = [p for p in match.group("path").split("/") if p]
+        key = ""
+        for part in parts:
+            key += f"[{part}]" if part.isdigit() else (f".{part}" if key else part)
+        found.append(f"{key or 'values'}: {match.group('text').strip()}")
+    return "; ".join(found) if found else _first_line(Exception(text))
+
+
+_FAIL = re.compile(r"(?:error calling fail: |execution error at \([^)]*\): )(?P<text>.*)")
+
+
+def render_message(text: str) -> str:
+    """A template's `fail`/`required` message without Helm's template-position prefix."""
+    match = _FAIL.search(text)
+    return match.group("text").strip() if match else _first_line(Exception(text))
+
+
+def template(
+    files: Iterable[Path] = (),
+    sets: Iterable[str] = (),
+    *,
+    release: str = "llmprep",
+    namespace: str = "default",
+    chart_dir: Path | None = None,
+    api_versions: Iterable[str] | None = DEFAULT_API_VERSIONS,
+) -> str:
+    """`helm template RELEASE chart -f … --set …` without a Helm binary: the manifests as one YAML stream."""
+    objects = render(
+        merge_values(files, sets), release=release, namespace=namespace, chart_dir=chart_dir, api_versions=api_versions
+    )
+    return yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True)
