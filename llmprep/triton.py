@@ -9,6 +9,7 @@ Python copied beside it (shared TOOLS.md).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -40,11 +41,11 @@ class TritonInstall:
 
 
 def _pytriton_root() -> Path | None:
-    try:
-        import pytriton  # type: ignore[import-untyped]
-    except ImportError:
+    # find_spec, not import: importing pytriton pulls in gevent, which a GPU image may lack.
+    found = importlib.util.find_spec("pytriton")
+    if found is None or not found.submodule_search_locations:
         return None
-    root = Path(pytriton.__file__).parent / "tritonserver"
+    root = Path(next(iter(found.submodule_search_locations))) / "tritonserver"
     return root if (root / "bin" / "tritonserver").exists() else None
 
 

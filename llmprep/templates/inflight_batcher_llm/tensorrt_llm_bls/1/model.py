@@ -1,0 +1,206 @@
+"""`tensorrt_llm_bls`: the ensemble's pipeline as one Python model (llmprep's own; upstream's I/O).
+
+Calls `preprocessing`, then `tensorrt_llm` (streaming when asked), then `postprocessing`
+through Triton's BLS API. It keeps each request's tokens, so streamed text never splits
+a character: every chunk is the growth of the decoded whole (or the whole so far with
+the `accumulate_tokens` parameter, as upstream's option does).
+
+Like upstream's BLS model, execute() serves its requests one after another: concurrency
+through this model needs `bls_instance_count` instances (tensorrtllm_backend docs,
+"model_config.md": tensorrt_llm_bls).
+
+Both names of renamed inputs are read: `min_tokens` or v0.12.0's `min_length`, `seed` or
+v0.12.0's `random_seed` (docs/repository.md).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from llmprep_models import flag, input_array, make_tensor, param, text_array
+
+# BLS input -> preprocessing input.
+PRE_INPUTS = {
+    "text_input": "QUERY",
+    "decoder_text_input": "DECODER_QUERY",
+    "max_tokens": "REQUEST_OUTPUT_LEN",
+    "bad_words": "BAD_WORDS_DICT",
+    "stop_words": "STOP_WORDS_DICT",
+    "end_id": "END_ID",
+    "pad_id": "PAD_ID",
+    "embedding_bias_words": "EMBEDDING_BIAS_WORDS",
+    "embedding_bias_weights": "EMBEDDING_BIAS_WEIGHTS",
+    "prompt_table_extra_id": "PROMPT_TABLE_EXTRA_ID",
+}
+# preprocessing output -> tensorrt_llm input.
+PRE_TO_ENGINE = {
+    "INPUT_ID": "input_ids",
+    "REQUEST_INPUT_LEN": "input_lengths",
+    "REQUEST_OUTPUT_LEN": "request_output_len",
+    "DECODER_INPUT_ID": "decoder_input_ids",
+    "REQUEST_DECODER_INPUT_LEN": "decoder_input_lengths",
+    "BAD_WORDS_IDS": "bad_words_list",
+    "STOP_WORDS_IDS": "stop_words_list",
+    "EMBEDDING_BIAS": "embedding_bias",
+    "OUT_END_ID": "end_id",
+    "OUT_PAD_ID": "pad_id",
+    "OUT_PROMPT_TABLE_EXTRA_IDS": "prompt_table_extra_ids",
+}
+# BLS input -> tensorrt_llm input, first name found wins.
+PASS_THROUGH = {
+    "runtime_top_k": ("top_k",),
+    "runtime_top_p": ("top_p",),
+    "temperature": ("temperature",),
+    "len_penalty": ("length_penalty",),
+    "repetition_penalty": ("repetition_penalty",),
+    "min_tokens": ("min_tokens", "min_length"),
+    "presence_penalty": ("presence_penalty",),
+    "frequency_penalty": ("frequency_penalty",),
+    "seed": ("seed", "random_seed"),
+    "return_log_probs": ("return_log_probs",),
+    "return_context_logits": ("return_context_logits",),
+    "return_generation_logits": ("return_generation_logits",),
+    "return_perf_metrics": ("return_perf_metrics",),
+    "return_num_input_tokens": ("return_num_input_tokens",),
+    "return_num_output_tokens": ("return_num_output_tokens",),
+    "num_return_sequences": ("num_return_sequences",),
+    "beam_width": ("beam_width",),
+    "exclude_input_in_output": ("exclude_input_in_output",),
+    "streaming": ("stream",),
+    "prompt_embedding_table": ("prompt_embedding_table",),
+    "prompt_vocab_size": ("prompt_vocab_size",),
+    "lora_task_id": ("lora_task_id",),
+    "lora_weights": ("lora_weights",),
+    "lora_config": ("lora_config",),
+    "guided_decoding_guide_type": ("guided_decoding_guide_type",),
+    "guided_decoding_guide": ("guided_decoding_guide",),
+}
+# tensorrt_llm outputs passed back unchanged when present.
+ENGINE_OUTPUTS = (
+    "cum_log_probs",
+    "output_log_probs",
+    "context_logits",
+    "generation_logits",
+    "batch_index",
+    "sequence_index",
+    "kv_cache_alloc_new_blocks",
+    "kv_cache_reused_blocks",
+    "kv_cache_alloc_total_blocks",
+    "arrival_time_ns",
+    "first_scheduled_time_ns",
+    "first_token_time_ns",
+    "last_token_time_ns",
+    "acceptance_rate",
+    "total_accepted_draft_tokens",
+    "total_draft_tokens",
+    "num_input_tokens",
+    "num_output_tokens",
+)
+
+
+def _check(response: object, step: str) -> None:
+    if response.has_error():
+        raise RuntimeError(f"{step}: {response.error().message()}")
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        self.accumulate = flag(param(config, "accumulate_tokens"), False)
+        self.engine = param(config, "tensorrt_llm_model_name", "tensorrt_llm") or "tensorrt_llm"
+
+    def _preprocess(self, request: object) -> dict[str, object]:
+        inputs = []
+        for ours, theirs in PRE_INPUTS.items():
+            array = input_array(pb_utils, request, ours)
+            if array is not None:
+                inputs.append(make_tensor(pb_utils, theirs, array))
+        response = pb_utils.InferenceRequest(
+            model_name="preprocessing", inputs=inputs, requested_output_names=list(PRE_TO_ENGINE)
+        ).exec()
+        _check(response, "preprocessing")
+        return {t.name(): t for t in response.output_tensors()}
+
+    def _postprocess(self, tokens: list[int]) -> str:
+        response = pb_utils.InferenceRequest(
+            model_name="postprocessing",
+            inputs=[
+                make_tensor(pb_utils, "TOKENS_BATCH", np.array([[tokens]], dtype=np.int32)),
+                make_tensor(pb_utils, "SEQUENCE_LENGTH", np.array([[len(tokens)]], dtype=np.int32)),
+            ],
+            requested_output_names=["OUTPUT"],
+        ).exec()
+        _check(response, "postprocessing")
+        value = pb_utils.get_output_tensor_by_name(response, "OUTPUT").as_numpy().reshape(-1)[0]
+        return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+    def _engine_inputs(self, request: object, pre: dict[str, object]) -> list:
+        inputs = [make_tensor(pb_utils, PRE_TO_ENGINE[name], t.as_numpy()) for name, t in pre.items() if name in PRE_TO_ENGINE]
+        for engine_name, names in PASS_THROUGH.items():
+            for name in names:
+                array = input_array(pb_utils, request, name)
+                if array is not None:
+                    # Inputs this model reshapes to [] arrive without their [1]; the engine wants [batch, 1].
+                    inputs.append(make_tensor(pb_utils, engine_name, array.reshape(1, -1) if array.ndim == 1 else array))
+                    break
+        return inputs
+
+    def _serve(self, request: object, send: object) -> None:
+        stream_in = input_array(pb_utils, request, "stream")
+        streaming = bool(stream_in is not None and stream_in.reshape(-1)[0])
+        inputs = self._engine_inputs(request, self._preprocess(request))
+        engine_request = pb_utils.InferenceRequest(
+            model_name=self.engine, inputs=inputs, requested_output_names=["output_ids", "sequence_length", *ENGINE_OUTPUTS]
+        )
+        tokens: list[int] = []
+        sent = ""
+        # The engine is decoupled exactly when this model is (one decoupled_mode for both).
+        responses = engine_request.exec(decoupled=True) if self.decoupled else [engine_request.exec()]
+        for response in responses:
+            _check(response, self.engine)
+            ids = pb_utils.get_output_tensor_by_name(response, "output_ids")
+            if ids is None:
+                continue  # the empty final response of a decoupled model
+            lengths = pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().reshape(-1)
+            new = ids.as_numpy().reshape(-1)[: int(lengths[0])].tolist()
+            extras = [
+                make_tensor(pb_utils, name, t.as_numpy())
+                for name in ENGINE_OUTPUTS
+                if (t := pb_utils.get_output_tensor_by_name(response, name)) is not None
+            ]
+            if not streaming:
+                text = self._postprocess(new)
+                send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([text], (1, 1))), *extras]))
+                continue
+            tokens.extend(new)
+            text = self._postprocess(tokens)
+            if text.endswith("\ufffd"):
+                continue  # an incomplete character: wait for the next token
+            chunk = text if self.accumulate else text[len(sent) :]
+            sent = text
+            send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([chunk], (1, 1))), *extras]))
+
+    def execute(self, requests: list) -> list | None:
+        results = []
+        for request in requests:
+            if self.decoupled:
+                sender = request.get_response_sender()
+                try:
+                    self._serve(request, sender.send)
+                    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                except Exception as exc:
+                    sender.send(
+                        pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                    )
+                continue
+            collected: list = []
+            try:
+                self._serve(request, collected.append)
+                results.append(collected[-1] if collected else pb_utils.InferenceResponse([]))
+            except Exception as exc:
+                results.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+        return None if self.decoupled else results

@@ -1,0 +1,113 @@
+"""`tensorrt_llm` (llmapi layout): TensorRT-LLM's LLM API on the PyTorch backend, served by Triton.
+
+llmprep's own model with upstream's inputs and outputs (TensorRT-LLM 1.2.x
+triton_backend/all_models/llmapi). It builds `tensorrt_llm.LLM` from 1/model.yaml,
+hands each request to `LLM.generate_async` on an event-loop thread and returns, as
+upstream's model does, and streams `text_diff` chunks back.
+
+What upstream's model does not do: it exports the LLM API's iteration statistics
+(`LLM.get_stats()`, enabled by `enable_iter_perf_stats` in model.yaml) under the engine
+backend's metric families (nv_trt_llm_request_metrics, nv_trt_llm_kv_cache_block_metrics,
+...), so one set of rules and dashboards serves both runtimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+import yaml
+from llmprep_models import MetricsExporter, StatsPoller, make_tensor, param, scalar, strings, text_array
+
+SAMPLING_INPUTS = {
+    "sampling_param_best_of": "best_of",
+    "sampling_param_temperature": "temperature",
+    "sampling_param_top_k": "top_k",
+    "sampling_param_top_p": "top_p",
+    "sampling_param_frequency_penalty": "frequency_penalty",
+    "sampling_param_presence_penalty": "presence_penalty",
+    "sampling_param_max_tokens": "max_tokens",
+    "sampling_param_seed": "seed",
+    "sampling_param_exclude_input_from_output": "exclude_input_from_output",
+    "sampling_param_return_perf_metrics": "return_perf_metrics",
+}
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        from tensorrt_llm import LLM
+
+        config = json.loads(args["model_config"])
+        here = os.path.join(args["model_repository"], args["model_version"])
+        with open(os.path.join(here, "model.yaml")) as handle:
+            llm_args = yaml.safe_load(handle)
+        llm_args.pop("triton_config", None)
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        self.llm = LLM(**llm_args)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="llmapi-loop", daemon=True)
+        self.thread.start()
+        exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"])
+        period = float(param(config, "stats_check_period_ms", "1000")) / 1e3
+        self.poller = StatsPoller(lambda: self.llm.get_stats(timeout=period), exporter.publish, period).start()
+
+    def _sampling(self, request: object) -> object:
+        from tensorrt_llm import SamplingParams
+
+        kwargs = {}
+        for name, field in SAMPLING_INPUTS.items():
+            value = scalar(pb_utils, request, name, None)
+            if value is not None and field != "exclude_input_from_output":
+                kwargs[field] = value
+        stop = strings(pb_utils, request, "sampling_param_stop")
+        if stop:
+            kwargs["stop"] = stop
+        return SamplingParams(**kwargs)
+
+    def _response(self, request: object, output: object, text: str) -> object:
+        out = [make_tensor(pb_utils, "text_output", text_array([text]))]
+        if scalar(pb_utils, request, "return_finish_reason", False):
+            out.append(make_tensor(pb_utils, "finish_reason", text_array([str(output.finish_reason or "")])))
+        if scalar(pb_utils, request, "return_stop_reason", False):
+            out.append(make_tensor(pb_utils, "stop_reason", text_array([str(output.stop_reason or "")])))
+        if scalar(pb_utils, request, "return_cumulative_logprob", False):
+            value = output.cumulative_logprob or 0.0
+            out.append(make_tensor(pb_utils, "cumulative_logprob", np.array([value], dtype=np.float32)))
+        return pb_utils.InferenceResponse(out)
+
+    async def _generate(self, request: object, sender: object) -> None:
+        try:
+            prompt = strings(pb_utils, request, "text_input")[0]
+            streaming = bool(scalar(pb_utils, request, "streaming", False)) and self.decoupled
+            exclude = bool(scalar(pb_utils, request, "sampling_param_exclude_input_from_output", True))
+            result = None
+            async for result in self.llm.generate_async(prompt, self._sampling(request), streaming=streaming):
+                if sender.is_cancelled():
+                    result.abort()
+                    break
+                if streaming:
+                    sender.send(self._response(request, result.outputs[0], result.outputs[0].text_diff))
+            if not streaming and result is not None:
+                text = result.outputs[0].text
+                sender.send(self._response(request, result.outputs[0], text if exclude else prompt + text))
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception as exc:
+            sender.send(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )
+
+    def execute(self, requests: list) -> None:
+        # Hand-off, as upstream: Triton's counters end here, generation runs on the loop.
+        for request in requests:
+            asyncio.run_coroutine_threadsafe(self._generate(request, request.get_response_sender()), self.loop)
+        return None
+
+    def finalize(self) -> None:
+        self.poller.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.llm.shutdown()

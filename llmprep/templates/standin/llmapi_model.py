@@ -1,0 +1,134 @@
+"""STAND-IN for the LLM API `tensorrt_llm` model (llmapi layout). Not a real LLM.
+
+Written by `llmprep repo --engine standin --runtime pytorch` for the lab and tests. Same
+inputs and outputs as upstream's llmapi model (text_input, streaming, sampling_param_* ->
+text_output, finish_reason, ...). Tokenizes with the tokenizer named in model.yaml and
+generates through llmprep's stand-in engine (cost model, or a random-weight transformer
+with `standin_compute=torch`).
+
+Where a request waits follows upstream's llmapi model, whose execute() schedules
+generate_async() on an event loop and returns (TensorRT-LLM 1.2.x
+triton_backend/all_models/llmapi/tensorrt_llm/1/model.py): Triton's queue and compute
+counters say nothing about generation. Like llmprep's real llmapi model, it exports
+IterationStats under the engine backend's nv_trt_llm_* families.
+`standin_queue_in_triton=true` runs the opposite assumption (requests queue in Triton).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+import yaml
+from llmprep_models import (
+    CostModel,
+    Job,
+    MetricsExporter,
+    StandinEngine,
+    StatsPoller,
+    StreamingDetokenizer,
+    flag,
+    load_tokenizer,
+    make_tensor,
+    param,
+    scalar,
+    strings,
+    text_array,
+    torch_step,
+)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        here = os.path.join(args["model_repository"], args["model_version"])
+        with open(os.path.join(here, "model.yaml")) as handle:
+            llm_args = yaml.safe_load(handle)
+        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        self.tokenizer = load_tokenizer(str(llm_args.get("tokenizer") or llm_args["model"]))
+        self.queue_in_triton = flag(param(config, "standin_queue_in_triton"), False)
+        self.default_max_tokens = int(param(config, "standin_output_tokens", "16"))
+        cost = CostModel(
+            prefill_ms_per_token=float(param(config, "standin_prefill_ms_per_token", "0.2")),
+            decode_ms_per_step=float(param(config, "standin_decode_ms_per_step", "20")),
+            max_in_flight=int(param(config, "standin_max_in_flight", "4")),
+            tokens_per_block=int(param(config, "standin_tokens_per_block", "64")),
+            kv_cache_blocks=int(param(config, "standin_kv_cache_blocks", "256")),
+        )
+        step = None
+        if param(config, "standin_compute", "timing") == "torch":
+            step = torch_step(len(self.tokenizer))
+        self.engine = StandinEngine(cost, step)
+        exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
+        period = float(param(config, "stats_check_period_ms", "100")) / 1e3
+        self.poller = StatsPoller(self.engine.stats, exporter.publish, period).start()
+
+    def _job(self, request: object, sender: object) -> Job:
+        texts = strings(pb_utils, request, "text_input")
+        prompt = texts[0] if texts else ""
+        ids = self.tokenizer.encode(prompt)
+        streaming = bool(scalar(pb_utils, request, "streaming", False)) and self.decoupled
+        max_tokens = int(scalar(pb_utils, request, "sampling_param_max_tokens", self.default_max_tokens))
+        exclude = bool(scalar(pb_utils, request, "sampling_param_exclude_input_from_output", True))
+        want_reason = bool(scalar(pb_utils, request, "return_finish_reason", False))
+        detok = StreamingDetokenizer(self.tokenizer)
+        eos = self.tokenizer.eos_token_id
+
+        def response(text: str, final: bool, job: Job) -> object:
+            out = [make_tensor(pb_utils, "text_output", text_array([text]))]
+            if want_reason:
+                reason = ("stop" if job.generated and job.generated[-1] == eos else "length") if final else ""
+                out.append(make_tensor(pb_utils, "finish_reason", text_array([reason])))
+            if final:
+                for name, value in (
+                    ("arrival_time_ns", job.arrival_ns),
+                    ("first_scheduled_time_ns", job.first_scheduled_ns),
+                    ("first_token_time_ns", job.first_token_ns),
+                ):
+                    out.append(make_tensor(pb_utils, name, np.array([value], dtype=np.int64)))
+            return pb_utils.InferenceResponse(out)
+
+        def emit(job: Job, new: list[int], final: bool) -> None:
+            if streaming:
+                text = detok.add(new) + (detok.flush() if final else "")
+                if text or final:
+                    sender.send(response(text, final, job))
+                if final:
+                    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            elif final:
+                text = self.tokenizer.decode(job.generated, skip_special_tokens=True)
+                sender.send(
+                    response(text if exclude else prompt + text, True, job),
+                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                )
+
+        return Job(
+            input_ids=ids,
+            max_tokens=max(1, max_tokens),
+            end_id=None,
+            emit=emit,
+            cancelled=getattr(sender, "is_cancelled", lambda: False),
+            seed=int(scalar(pb_utils, request, "sampling_param_seed", 0) or 0),
+        )
+
+    def execute(self, requests: list) -> None:
+        jobs = []
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                jobs.append(self.engine.submit(self._job(request, sender)))
+            except Exception as exc:
+                sender.send(
+                    pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
+                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                )
+        if self.queue_in_triton:
+            for job in jobs:
+                job.done.wait()
+        return None
+
+    def finalize(self) -> None:
+        self.poller.stop()
+        self.engine.stop()

@@ -1,0 +1,623 @@
+"""`llmprep repo`: the contract with upstream's layouts, the spec-driven parameters, the
+atomic write, the stand-in engine's scheduler and the nv_trt_llm_* export (with a test
+double of the LLM API's statistics)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from llmprep import repo as repo_mod
+from llmprep.errors import RepoError, SpecError, UsageError
+from llmprep.repo import TEMPLATES, render, write_repository
+from llmprep.spec import ModelSpec, parse_spec
+from llmprep.tinytok import write_tiny_tokenizer
+from tests.conftest import run_cli
+from tests.data.upstream_layouts import COMPAT, UPSTREAM
+
+DTYPES = model_config_pb2.DataType
+
+
+def spec_of(**model: Any) -> ModelSpec:
+    return parse_spec({"model": {"name": "gpt2", **model}})
+
+
+def read_config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def tensors(entries: Any, *, inputs: bool) -> dict[str, tuple[str, str, tuple[int, ...], bool]]:
+    return {
+        e.name: (e.name, DTYPES.Name(e.data_type), tuple(e.dims), bool(e.optional) if inputs else False)
+        for e in entries
+    }
+
+
+def params(config: model_config_pb2.ModelConfig) -> dict[str, str]:
+    return {k: v.string_value for k, v in config.parameters.items()}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory, tokenizer: Path) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("inputs")
+    for name in ("engine", "checkpoint"):
+        (base / name).mkdir()
+    return {"tokenizer": tokenizer, "engine": base / "engine", "checkpoint": base / "checkpoint"}
+
+
+def write(tmp_path: Path, folders: dict[str, Path], runtime: str, engine: str, spec: ModelSpec | None = None) -> Path:
+    return write_repository(
+        (spec or spec_of()).with_runtime(runtime),
+        out_dir=tmp_path / f"{runtime}-{engine}",
+        engine=engine,
+        tokenizer_dir=folders["tokenizer"],
+        artifact_dir=folders["engine"] if runtime == "engine" else None,
+        checkpoint_dir=folders["checkpoint"],
+    )
+
+
+# --------------------------------------------------------------------------- the contract
+
+CASES = [
+    (runtime, layout, engine, model)
+    for runtime, layout in (("engine", "inflight_batcher_llm"), ("pytorch", "llmapi"))
+    for engine in ("real", "standin")
+    for model in UPSTREAM[layout]
+]
+
+
+@pytest.mark.parametrize(("runtime", "layout", "engine", "model"), CASES, ids=lambda v: str(v))
+def test_every_model_has_upstream_names_inputs_and_outputs(
+    tmp_path: Path, folders: dict[str, Path], runtime: str, layout: str, engine: str, model: str
+) -> None:
+    root = write(tmp_path, folders, runtime, engine)
+    config = read_config(root / model / "config.pbtxt")
+    kind, inputs, outputs = UPSTREAM[layout][model]
+    extra_in, extra_out = COMPAT.get(model, ({}, {})) if layout == "inflight_batcher_llm" else ({}, {})
+    assert config.name == model
+    if kind == "ensemble":
+        assert config.platform == "ensemble"
+    else:
+        assert config.backend == ("python" if engine == "standin" and kind == "tensorrtllm" else kind)
+    assert tensors(config.input, inputs=True) == {**inputs, **extra_in}
+    assert tensors(config.output, inputs=False) == {k: (*v[:3], False) for k, v in {**outputs, **extra_out}.items()}
+
+
+@pytest.mark.parametrize("runtime", ["engine", "pytorch"])
+def test_a_repository_holds_exactly_the_upstream_models(tmp_path: Path, folders: dict[str, Path], runtime: str) -> None:
+    root = write(tmp_path, folders, runtime, "standin")
+    layout = repo_mod.LAYOUTS[runtime]
+    assert repo_mod.model_names(root) == sorted(UPSTREAM[layout])
+
+
+def test_ensemble_steps_only_read_tensors_an_earlier_step_or_the_client_provides(
+    tmp_path: Path, folders: dict[str, Path]
+) -> None:
+    root = write(tmp_path, folders, "engine", "real")
+    config = read_config(root / "ensemble" / "config.pbtxt")
+    available = {i.name for i in config.input}
+    for step in config.ensemble_scheduling.step:
+        step_config = read_config(root / step.model_name / "config.pbtxt")
+        assert set(step.input_map) <= {i.name for i in step_config.input}
+        assert set(step.output_map) <= {o.name for o in step_config.output}
+        assert set(step.input_map.values()) <= available
+        available |= set(step.output_map.values())
+    assert {o.name for o in config.output} <= available
+
+
+def test_llmapi_config_carries_decoupled_and_max_batch_size_for_disable_auto_complete(
+    tmp_path: Path, folders: dict[str, Path]
+) -> None:
+    root = write(tmp_path, folders, "pytorch", "real", spec_of(repository={"decoupled": True}))
+    config = read_config(root / "tensorrt_llm" / "config.pbtxt")
+    model_yaml = yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())
+    assert config.model_transaction_policy.decoupled is True
+    assert config.HasField("model_transaction_policy") and config.max_batch_size == 0
+    assert model_yaml["triton_config"] == {"max_batch_size": 0, "decoupled": True}
+
+
+def test_llmapi_model_yaml_holds_the_llm_api_arguments_from_the_spec(tmp_path: Path, folders: dict[str, Path]) -> None:
+    spec = parse_spec(
+        {"model": {"name": "gpt2", "tensorrtLlm": {"parallelism": {"tensor": 2, "pipeline": 2}, "dataType": "bfloat16",
+                                                    "maxBatchSize": 32, "options": {"enable_chunked_prefill": True}},
+                   "repository": {"kvCacheFreeGpuMemFraction": 0.5, "enableKvCacheReuse": True}}}
+    )
+    root = write(tmp_path, folders, "pytorch", "real", spec)
+    args = yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())
+    assert args["model"] == str(folders["checkpoint"])
+    assert (args["backend"], args["tensor_parallel_size"], args["pipeline_parallel_size"]) == ("pytorch", 2, 2)
+    assert (args["dtype"], args["max_batch_size"], args["enable_chunked_prefill"]) == ("bfloat16", 32, True)
+    assert args["kv_cache_config"] == {"free_gpu_memory_fraction": 0.5, "enable_block_reuse": True}
+    assert args["enable_iter_perf_stats"] is True
+
+
+# --------------------------------------------------------------------------- fill_template parameters
+
+
+@pytest.mark.parametrize(
+    ("repository", "model", "check"),
+    [
+        ({"maxBeamWidth": 2}, "tensorrt_llm", lambda c: params(c)["max_beam_width"] == "2"),
+        ({"kvCacheFreeGpuMemFraction": 0.5}, "tensorrt_llm", lambda c: params(c)["kv_cache_free_gpu_mem_fraction"] == "0.5"),
+        ({"enableKvCacheReuse": True}, "tensorrt_llm", lambda c: params(c)["enable_kv_cache_reuse"] == "true"),
+        ({"batchingStrategy": "v1"}, "tensorrt_llm", lambda c: params(c)["gpt_model_type"] == "v1"),
+        ({"excludeInputInOutput": False}, "tensorrt_llm", lambda c: params(c)["exclude_input_in_output"] == "false"),
+        ({"maxQueueDelayMicroseconds": 250}, "tensorrt_llm", lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250),
+        ({"maxQueueDelayMicroseconds": 250}, "preprocessing", lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250),
+        ({"decoupled": False}, "tensorrt_llm", lambda c: c.model_transaction_policy.decoupled is False),
+        ({"decoupled": False}, "tensorrt_llm_bls", lambda c: c.model_transaction_policy.decoupled is False),
+        ({"instances": {"preprocessing": 3}}, "preprocessing", lambda c: c.instance_group[0].count == 3),
+        ({"instances": {"postprocessing": 2}}, "postprocessing", lambda c: c.instance_group[0].count == 2),
+        ({"instances": {"bls": 4}}, "tensorrt_llm_bls", lambda c: c.instance_group[0].count == 4),
+        ({"logitsDatatype": "TYPE_FP16"}, "ensemble", lambda c: DTYPES.Name(c.output[3].data_type) == "TYPE_FP16"),
+        ({"logitsDatatype": "TYPE_BF16"}, "tensorrt_llm", lambda c: DTYPES.Name(c.output[4].data_type) == "TYPE_BF16"),
+    ],
+    ids=lambda v: json.dumps(v) if isinstance(v, dict) else str(v) if isinstance(v, str) else "",
+)
+def test_repository_options_of_the_spec_reach_the_config(
+    tmp_path: Path, folders: dict[str, Path], repository: dict[str, Any], model: str, check: Any
+) -> None:
+    root = write(tmp_path, folders, "engine", "real", spec_of(repository=repository))
+    assert check(read_config(root / model / "config.pbtxt"))
+
+
+@pytest.mark.parametrize("model", ["ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls"])
+def test_max_batch_size_of_the_spec_is_every_models_triton_max_batch_size(
+    tmp_path: Path, folders: dict[str, Path], model: str
+) -> None:
+    root = write(tmp_path, folders, "engine", "real", spec_of(tensorrtLlm={"maxBatchSize": 8}))
+    assert read_config(root / model / "config.pbtxt").max_batch_size == 8
+
+
+def test_engine_and_tokenizer_folders_are_written_as_absolute_paths(tmp_path: Path, folders: dict[str, Path]) -> None:
+    root = write(tmp_path, folders, "engine", "real")
+    engine = params(read_config(root / "tensorrt_llm" / "config.pbtxt"))
+    assert engine["gpt_model_path"] == str(folders["engine"])
+    for model in ("preprocessing", "postprocessing"):
+        assert params(read_config(root / model / "config.pbtxt"))["tokenizer_dir"] == str(folders["tokenizer"])
+
+
+def test_tokenizer_type_of_the_tutorials_is_accepted_and_changes_nothing(tmp_path: Path, folders: dict[str, Path]) -> None:
+    with_type = spec_of(repository={"tokenizerType": "llama"})
+    plain = write(tmp_path / "a", folders, "engine", "real")
+    typed = write(tmp_path / "b", folders, "engine", "real", with_type)
+    assert any("tokenizerType is ignored" in w for w in with_type.warnings)
+    for model in ("preprocessing", "postprocessing"):
+        assert (plain / model / "config.pbtxt").read_text() == (typed / model / "config.pbtxt").read_text()
+
+
+def test_stand_in_config_is_labelled_and_carries_the_cost_model(tmp_path: Path, folders: dict[str, Path]) -> None:
+    spec = spec_of(standin={"decodeMsPerStep": 7, "maxInFlight": 3, "queueInTriton": True, "tokensPerBlock": 16})
+    root = write(tmp_path, folders, "engine", "standin", spec)
+    text = (root / "tensorrt_llm" / "config.pbtxt").read_text()
+    got = params(read_config(root / "tensorrt_llm" / "config.pbtxt"))
+    assert "STAND-IN" in text and got["llmprep_standin"] == "true"
+    assert (got["standin_decode_ms_per_step"], got["standin_max_in_flight"], got["standin_queue_in_triton"]) == ("7", "3", "true")
+    assert got["standin_kv_cache_blocks"] == str(3 * 4096 // 16)
+
+
+# --------------------------------------------------------------------------- templates and writing
+
+
+@pytest.mark.parametrize("name", list(repo_mod.all_templates()))
+def test_a_template_with_an_unfilled_placeholder_is_an_error(name: str) -> None:
+    with pytest.raises(RepoError, match="unfilled"):
+        render(name, {})
+
+
+def test_no_template_keeps_an_upstream_style_placeholder() -> None:
+    for path in TEMPLATES.rglob("*.j2"):
+        assert "${" not in path.read_text(), path
+
+
+def test_a_failed_write_leaves_the_previous_repository_and_no_partial_folder(
+    tmp_path: Path, folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write(tmp_path, folders, "engine", "standin")
+    before = (root / "ensemble" / "config.pbtxt").read_text()
+
+    def broken(staging: Path, values: Any, engine: str) -> None:
+        (staging / "half-written").mkdir()
+        raise RepoError("disk full")
+
+    monkeypatch.setattr(repo_mod, "_write_inflight", broken)
+    with pytest.raises(RepoError, match="disk full"):
+        write(tmp_path, folders, "engine", "standin")
+    assert (root / "ensemble" / "config.pbtxt").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engine-standin"]
+
+
+def test_rewriting_a_repository_replaces_it_whole(tmp_path: Path, folders: dict[str, Path]) -> None:
+    root = write(tmp_path, folders, "engine", "standin")
+    (root / "stale").mkdir()
+    write(tmp_path, folders, "engine", "standin")
+    assert not (root / "stale").exists()
+
+
+def test_a_folder_with_other_content_is_never_replaced(tmp_path: Path, folders: dict[str, Path]) -> None:
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="not written by llmprep repo"):
+        write_repository(spec_of().with_runtime("engine"), out_dir=target, engine="standin")
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "engine", "kwargs", "error", "message"),
+    [
+        ("engine", "real", {}, UsageError, "--artifact: required"),
+        ("engine", "real", {"tokenizer_dir": None}, UsageError, "--tokenizer: required"),
+        ("pytorch", "real", {}, UsageError, "--checkpoint: required"),
+        ("auto", "real", {}, SpecError, "model.tensorrtLlm.runtime: 'auto' must be resolved"),
+        ("engine", "fake", {}, UsageError, "--engine: 'fake' is not one of real, standin"),
+        ("engine", "standin", {"layout": "llmapi"}, UsageError, "--layout: llmapi does not serve runtime 'engine'"),
+        ("engine", "standin", {"tokenizer_dir": Path("/nonexistent/tok")}, UsageError, "--tokenizer /nonexistent/tok: no such folder"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_flag(
+    tmp_path: Path, folders: dict[str, Path], runtime: str, engine: str, kwargs: dict[str, Any], error: type, message: str
+) -> None:
+    args: dict[str, Any] = {"tokenizer_dir": folders["tokenizer"], **kwargs}
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        write_repository(spec_of().with_runtime(runtime), out_dir=tmp_path / "r", engine=engine, **args)
+
+
+def test_an_unknown_stand_in_compute_is_refused_naming_the_key() -> None:
+    with pytest.raises(SpecError, match="model.standin.compute: 'cuda' is not one of timing, torch"):
+        spec_of(standin={"compute": "cuda"})
+
+
+def test_auto_runtime_with_the_stand_in_picks_the_engine_layout(tmp_path: Path) -> None:
+    root = write_repository(spec_of(), out_dir=tmp_path / "r", engine="standin")
+    assert repo_mod.describe(root)["layout"] == "inflight_batcher_llm"
+
+
+def test_cli_writes_a_stand_in_repository_with_its_own_tiny_tokenizer(tmp_path: Path) -> None:
+    spec = tmp_path / "model.yaml"
+    spec.write_text("model:\n  name: gpt2\n")
+    done = run_cli("repo", "--spec", str(spec), "--out", str(tmp_path / "r"), "--engine", "standin",
+                   "--runtime", "pytorch", "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert (info["layout"], info["models"], info["standin"]) == ("llmapi", ["tensorrt_llm"], True)
+    assert (Path(info["tokenizer"]) / "tokenizer.json").exists()
+
+
+def test_cli_reports_a_missing_engine_folder_in_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    spec = tmp_path / "model.yaml"
+    spec.write_text("model:\n  name: gpt2\n")
+    done = run_cli("repo", "--spec", str(spec), "--out", str(tmp_path / "r"), "--runtime", "engine",
+                   "--tokenizer", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "--artifact: required" in done.stderr
+
+
+# --------------------------------------------------------------------------- Python model helpers
+
+
+def load_common() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("llmprep_models", TEMPLATES / "common" / "llmprep_models.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["llmprep_models"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_tokenizer_loads_offline_and_round_trips_text(tokenizer: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
+    text = "The queue grows when replicas are few."
+    assert tok.decode(tok.encode(text)) == text
+
+
+@pytest.mark.parametrize("text", ["Hello world! What is machine learning?", "héllo wörld ✓ — naïve café", "日本語のテキスト"])
+def test_streaming_detokenizer_never_splits_a_character_and_rebuilds_the_text(tokenizer: Path, text: str) -> None:
+    common = load_common()
+    tok = common.load_tokenizer(str(tokenizer))
+    detok = common.StreamingDetokenizer(tok)
+    chunks = [detok.add([t]) for t in tok.encode(text)] + [detok.flush()]
+    assert "".join(chunks) == text
+    assert not any("\ufffd" in c for c in chunks)
+
+
+def test_stand_in_engine_holds_requests_beyond_max_in_flight_waiting_inside() -> None:
+    common = load_common()
+    release = threading.Event()
+    seen: list[dict[str, Any]] = []
+
+    def step(batch: list[Any], new: list[Any]) -> list[int]:
+        release.wait(10)  # the test decides when an iteration ends
+        return [job.next_token() for job in batch]
+
+    engine = common.StandinEngine(common.CostModel(max_in_flight=2, kv_cache_blocks=100, tokens_per_block=4), step)
+    emitted: dict[int, list[tuple[list[int], bool]]] = {}
+    jobs = [
+        engine.submit(common.Job(input_ids=[i, i + 1, i + 2], max_tokens=3, end_id=None,
+                                 emit=lambda job, new, final, i=i: emitted.setdefault(i, []).append((new, final))))
+        for i in range(5)
+    ]
+    try:
+        deadline = threading.Event()
+        while not deadline.wait(0.01):
+            stats = engine.stats()
+            if stats["numActiveRequests"] == 2:
+                seen.append(stats)
+                break
+        release.set()
+        for job in jobs:
+            assert job.done.wait(10)
+    finally:
+        release.set()
+        engine.stop()
+    assert seen[0]["numQueuedRequests"] == 3 and seen[0]["maxNumActiveRequests"] == 2
+    assert seen[0]["kvCacheStats"]["usedNumBlocks"] >= 2
+    # One token per response, three responses, the last one final; text is the prompt cycled.
+    assert emitted[1] == [([1], False), ([2], False), ([3], True)]
+    assert engine.stats()["numActiveRequests"] == 0 and engine.stats()["numCompletedRequests"] == 5
+
+
+def test_stand_in_engine_admits_only_what_the_kv_cache_can_hold() -> None:
+    common = load_common()
+    hold = threading.Event()
+    engine = common.StandinEngine(
+        common.CostModel(max_in_flight=8, kv_cache_blocks=4, tokens_per_block=4),
+        lambda batch, new: (hold.wait(10), [0] * len(batch))[1],
+    )
+    jobs = [engine.submit(common.Job(input_ids=[1, 2, 3, 4], max_tokens=4, end_id=None, emit=lambda *a: None))
+            for _ in range(3)]
+    try:
+        while engine.stats()["numActiveRequests"] == 0:
+            threading.Event().wait(0.01)
+        stats = engine.stats()
+    finally:
+        hold.set()
+        for job in jobs:
+            job.done.wait(10)
+        engine.stop()
+    # Each needs 2 blocks for prompt + max tokens: two fit in 4 blocks, the third waits.
+    assert (stats["numActiveRequests"], stats["numQueuedRequests"]) == (2, 1)
+
+
+def test_torch_compute_without_pytorch_fails_with_a_message_that_says_what_to_do() -> None:
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("PyTorch is installed here: the torch path itself runs (checked on a GPU machine)")
+    with pytest.raises(RuntimeError, match="needs PyTorch in the server's Python"):
+        load_common().torch_step(400)
+
+
+# --------------------------------------------------------------------------- metrics export (test doubles)
+
+
+class FakeMetric:
+    def __init__(self, labels: dict[str, str], store: dict[tuple[str, ...], float], family: str) -> None:
+        self.key = (family, *sorted(labels.items()))
+        self.store = store
+
+    def set(self, value: float) -> None:
+        self.store[self.key] = value
+
+
+class FakeFamily:
+    GAUGE = "gauge"
+    store: dict[tuple[str, ...], float] = {}
+    created: list[str] = []
+
+    def __init__(self, name: str, description: str, kind: str) -> None:
+        self.name = name
+        FakeFamily.created.append(name)
+
+    def Metric(self, labels: dict[str, str]) -> FakeMetric:  # noqa: N802 (pb_utils' spelling)
+        return FakeMetric(labels, FakeFamily.store, self.name)
+
+
+# One IterationStats record as TensorRT-LLM 1.2.1's LLM.get_stats() returns it (keys of the
+# executor's JSON serialisation; values made up).
+LLM_API_STATS = {
+    "iter": 41,
+    "timestamp": 1_700_000_000_000_000,
+    "numActiveRequests": 6,
+    "numQueuedRequests": 9,
+    "maxNumActiveRequests": 64,
+    "kvCacheStats": {"maxNumBlocks": 200, "freeNumBlocks": 90, "usedNumBlocks": 110, "tokensPerBlock": 32},
+    "inflightBatchingStats": {"numScheduledRequests": 6, "numContextRequests": 2, "numGenRequests": 4,
+                              "numPausedRequests": 1, "numCtxTokens": 300, "microBatchId": 0},
+}
+
+
+def gauge(family: str, label: str, value: str, model: str = "tensorrt_llm") -> float:
+    return FakeFamily.store[(family, *sorted({label: value, "model": model, "version": "1"}.items()))]
+
+
+@pytest.fixture
+def fake_pb_utils() -> Iterator[types.ModuleType]:
+    FakeFamily.store, FakeFamily.created = {}, []
+    module = types.ModuleType("triton_python_backend_utils")
+    module.MetricFamily = FakeFamily  # type: ignore[attr-defined]
+    yield module
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["dicts", "json-strings"])
+def test_llm_api_iteration_stats_become_the_engine_backends_gauges(fake_pb_utils: types.ModuleType, as_json: bool) -> None:
+    common = load_common()
+    exporter = common.MetricsExporter(fake_pb_utils, "tensorrt_llm", "1")
+    older = {**LLM_API_STATS, "iter": 40, "numQueuedRequests": 0}
+    entries = [older, LLM_API_STATS]
+    poller = common.StatsPoller(lambda: [json.dumps(e) for e in entries] if as_json else entries, exporter.publish, 1.0)
+    assert poller.poll_once()
+    assert gauge("nv_trt_llm_request_metrics", "request_type", "waiting") == 9
+    assert gauge("nv_trt_llm_request_metrics", "request_type", "active") == 6
+    assert gauge("nv_trt_llm_request_metrics", "request_type", "max") == 64
+    assert gauge("nv_trt_llm_request_metrics", "request_type", "scheduled") == 6
+    assert gauge("nv_trt_llm_request_metrics", "request_type", "context") == 2
+    assert gauge("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "fraction") == pytest.approx(0.55)
+    assert gauge("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "used") == 110
+    assert gauge("nv_trt_llm_inflight_batcher_metrics", "inflight_batcher_specific_metric", "paused_requests") == 1
+    assert gauge("nv_trt_llm_general_metrics", "general_type", "iteration_counter") == 41
+
+
+def test_no_stats_yet_leaves_the_gauges_untouched(fake_pb_utils: types.ModuleType) -> None:
+    common = load_common()
+    exporter = common.MetricsExporter(fake_pb_utils, "tensorrt_llm", "1")
+    assert not common.StatsPoller(lambda: [], exporter.publish, 1.0).poll_once()
+    assert FakeFamily.store == {}
+
+
+class FakeLLM:
+    """Test double of tensorrt_llm.LLM: records its arguments, serves stats, streams two chunks."""
+
+    instances: list[FakeLLM] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.stats_calls: list[float] = []
+        FakeLLM.instances.append(self)
+
+    def get_stats(self, timeout: float) -> list[dict[str, Any]]:
+        self.stats_calls.append(timeout)
+        return [LLM_API_STATS]
+
+    async def generate_async(self, prompt: str, sampling: Any, streaming: bool) -> Any:
+        self.asked = (prompt, sampling, streaming)
+        for text in ("Hel", "lo"):
+            yield types.SimpleNamespace(
+                outputs=[types.SimpleNamespace(text_diff=text, text="Hello", finish_reason="length", stop_reason=None,
+                                               cumulative_logprob=None)],
+                abort=lambda: None,
+            )
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_our_llmapi_model_builds_the_llm_from_model_yaml_and_exports_its_stats(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write(tmp_path, folders, "pytorch", "real", spec_of(tensorrtLlm={"parallelism": {"tensor": 2}}))
+    FakeLLM.instances = []
+    fake_trtllm = types.ModuleType("tensorrt_llm")
+    fake_trtllm.LLM = FakeLLM  # type: ignore[attr-defined]
+    fake_trtllm.SamplingParams = lambda **kw: kw  # type: ignore[attr-defined]
+    fake_pb_utils.using_decoupled_model_transaction_policy = (  # type: ignore[attr-defined]
+        lambda config: config["model_transaction_policy"]["decoupled"]
+    )
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils)
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", fake_trtllm)
+    load_common()
+    spec = importlib.util.spec_from_file_location("llmapi_model", root / "tensorrt_llm" / "1" / "model.py")
+    assert spec is not None and spec.loader is not None
+    model_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model_module)
+    config = {"parameters": {}, "model_transaction_policy": {"decoupled": True}}
+    model = model_module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(root / "tensorrt_llm"),
+                      "model_version": "1", "model_name": "tensorrt_llm"})
+    try:
+        (llm,) = FakeLLM.instances
+        assert llm.kwargs["model"] == str(folders["checkpoint"]) and llm.kwargs["tensor_parallel_size"] == 2
+        assert "triton_config" not in llm.kwargs and llm.kwargs["enable_iter_perf_stats"] is True
+        assert model.poller.poll_once()
+        assert gauge("nv_trt_llm_request_metrics", "request_type", "waiting") == 9
+        assert gauge("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "fraction") == pytest.approx(0.55)
+    finally:
+        model.poller.stop()
+        model.loop.call_soon_threadsafe(model.loop.stop)
+    assert asyncio.iscoroutinefunction(model._generate)
+
+
+class FakeTensor:
+    def __init__(self, name: str, array: Any) -> None:
+        self._name, self.array = name, array
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> Any:
+        return self.array
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, int]] = []
+        self.finished = threading.Event()
+
+    def send(self, response: Any = None, flags: int = 0) -> None:
+        self.sent.append((response, flags))
+        if flags:
+            self.finished.set()
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+class FakeRequest:
+    def __init__(self, **inputs: Any) -> None:
+        import numpy as np
+
+        self.inputs = {k: FakeTensor(k, np.array(v)) for k, v in inputs.items()}
+        self.sender = FakeSender()
+
+    def get_response_sender(self) -> FakeSender:
+        return self.sender
+
+
+def test_our_llmapi_model_hands_requests_to_generate_async_and_streams_text_diffs(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write(tmp_path, folders, "pytorch", "real")
+    FakeLLM.instances = []
+    fake_trtllm = types.ModuleType("tensorrt_llm")
+    fake_trtllm.LLM = FakeLLM  # type: ignore[attr-defined]
+    fake_trtllm.SamplingParams = lambda **kw: kw  # type: ignore[attr-defined]
+    pb: Any = fake_pb_utils
+    pb.using_decoupled_model_transaction_policy = lambda config: True
+    pb.get_input_tensor_by_name = lambda request, name: request.inputs.get(name)
+    pb.Tensor = FakeTensor
+    pb.InferenceResponse = lambda tensors=None, error=None: types.SimpleNamespace(tensors=tensors, error=error)
+    pb.TritonError = str
+    pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils)
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", fake_trtllm)
+    load_common()
+    spec = importlib.util.spec_from_file_location("llmapi_model_exec", root / "tensorrt_llm" / "1" / "model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps({"parameters": {}}), "model_repository": str(root / "tensorrt_llm"),
+                      "model_version": "1", "model_name": "tensorrt_llm"})
+    request = FakeRequest(text_input=[b"Hi"], streaming=[True], sampling_param_max_tokens=[2],
+                          sampling_param_temperature=[0.5], return_finish_reason=[True])
+    try:
+        assert model.execute([request]) is None  # handed off, as upstream's model does
+        assert request.sender.finished.wait(10)
+    finally:
+        model.poller.stop()
+        model.loop.call_soon_threadsafe(model.loop.stop)
+    (llm,) = FakeLLM.instances
+    prompt, sampling, streaming = llm.asked
+    assert (prompt, streaming) == ("Hi", True)
+    assert sampling["max_tokens"] == 2 and sampling["temperature"] == pytest.approx(0.5)
+    texts = [r.tensors[0].array.reshape(-1)[0].decode() for r, flags in request.sender.sent if r is not None]
+    assert texts == ["Hel", "lo"] and request.sender.sent[-1] == (None, 1)
+    reasons = [r.tensors[1].array.reshape(-1)[0].decode() for r, _ in request.sender.sent if r is not None]
+    assert reasons == ["length", "length"]
