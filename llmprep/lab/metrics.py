@@ -1,0 +1,113 @@
+"""The HPA's input as the cluster would serve it: prometheus-adapter for Pods metrics, KEDA for External.
+
+Pods metrics go through llmprep.adapter with the rules of monitoring/prometheus-adapter.values.yaml,
+the file the cluster installs: discovery (series → metric names) is refreshed every
+`metricsRelistInterval` (compressed by the lab's speed), and each HPA request runs the rule's
+templated `metricsQuery` for the pods of the Deployment, as the adapter does. A metric that no
+series provides yet is "unable to get metric", which the controller treats as Kubernetes does.
+KEDA's Prometheus triggers are queried directly, their results summed as KEDA serves them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmprep.errors import LabError
+from llmprep.lab.hpa import HpaSpec, Reading
+
+
+def relist_interval_s(path: Path) -> float:
+    """The adapter's `metricsRelistInterval` from its values file (the adapter's default: 1m)."""
+    from llmprep.load.profile import parse_duration
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return 60.0
+    return parse_duration(data.get("metricsRelistInterval", "1m"), "metricsRelistInterval")
+
+
+class MetricsSource:
+    """Answers the controller's metric requests from a running Prometheus."""
+
+    def __init__(
+        self,
+        prometheus: Any,  # llmprep.prometheus.PrometheusServer
+        *,
+        namespace: str,
+        adapter_values: Path | None = None,
+        speed: float = 1.0,
+    ) -> None:
+        from llmprep import adapter
+
+        self.prometheus = prometheus
+        self.namespace = namespace
+        self.adapter_values = Path(adapter_values) if adapter_values is not None else adapter.ADAPTER_VALUES
+        if not self.adapter_values.is_file():
+            raise LabError(
+                f"prometheus-adapter rules not found at {self.adapter_values}: the lab serves the HPA through "
+                "them; run it from the llmprep source tree (monitoring/prometheus-adapter.values.yaml)"
+            )
+        self.rules = adapter.load_rules(self.adapter_values)
+        self.relist_cluster_s = relist_interval_s(self.adapter_values)
+        self.relist_s = self.relist_cluster_s / speed
+        self._discovered: dict[str, Any] = {}
+        self._next_relist = 0.0
+        self.queries: dict[str, str] = {}  # metric -> the last PromQL sent for it
+
+    def _relist(self) -> None:
+        from llmprep import adapter
+
+        now = time.monotonic()
+        if now >= self._next_relist:
+            self._discovered = adapter.discover(self.rules, self.prometheus)
+            self._next_relist = now + self.relist_s
+
+    def readings(self, spec: HpaSpec, pods: Sequence[str]) -> list[Reading]:
+        """One Reading per `spec.metrics` entry, for the pods the HPA's selector matches."""
+        out: list[Reading] = []
+        for metric in spec.metrics:
+            try:
+                if metric.type == "Pods":
+                    out.append(Reading(per_pod=self.pod_values(metric.name, pods, metric.selector)))
+                elif metric.query is not None:
+                    samples = self.prometheus.query(metric.query)
+                    self.queries[metric.name] = metric.query
+                    if not samples:
+                        out.append(Reading(error=f"prometheus query {metric.query!r} returned no series"))
+                    else:
+                        out.append(Reading(values=tuple(s.value for s in samples)))
+                else:
+                    out.append(Reading(error=f"the lab cannot serve {metric.type} metric {metric.name}"))
+            except LabError as exc:
+                out.append(Reading(error=str(exc)))
+            except Exception as exc:  # an adapter or Prometheus failure is an unavailable metric
+                out.append(Reading(error=f"{type(exc).__name__}: {exc}"))
+        return out
+
+    def pod_values(self, metric: str, pods: Sequence[str], selector: Any = None) -> dict[str, float]:
+        """What the adapter serves for `metric` on `pods` (pods without a series left out)."""
+        from llmprep import adapter
+
+        if not pods:
+            raise LabError(f"unable to get metric {metric}: no pods")
+        self._relist()
+        resolved = self._discovered.get(metric)
+        if resolved is None:
+            raise LabError(f"unable to get metric {metric}: the adapter has not discovered it (no series yet)")
+        query = adapter.pods_query(resolved.rule, resolved.series, self.namespace, list(pods), selector or None)
+        self.queries[metric] = query
+        pod_label = resolved.rule.label_for("pod")
+        values = {
+            s.labels[pod_label]: adapter.served_value(s.value)
+            for s in self.prometheus.query(query)
+            if s.labels.get(pod_label) in pods
+        }
+        if not values:
+            raise LabError(f"unable to get metric {metric}: no metrics returned from custom metrics API")
+        return values
