@@ -12,6 +12,7 @@ complete entry; one whose manifest or files do not verify is rebuilt, never serv
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -35,6 +36,8 @@ REPO_MANIFEST = ".llmprep-manifest.json"
 # Runtime caches (autotuner, torch.compile, Triton kernels) fill after the build: not checksummed.
 MUTABLE_DIR = "caches"
 KEY_LENGTH = 16
+# Write errors that mean the volume (or the process's file-size limit) is full.
+_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 DEFAULT_LOCK_TIMEOUT = 3600.0
 POLL_SECONDS = 0.2
 
@@ -203,8 +206,12 @@ def _discard(path: Path) -> None:
 
 
 def _clean_leftovers(final: Path) -> None:
-    """Delete dead builders' `<key>.partial-*` and `<key>.trash-*` (call with the lock held)."""
-    for pattern in (f"{final.name}.partial-*", f"{final.name}.trash-*"):
+    """Delete dead builders' `<key>.partial-*` and `<key>.trash-*` (call with the lock held).
+
+    Also `.<key>.partial-*`: the staging folders of writers that build their own output atomically
+    inside our partial directory's parent (llmprep.repo), left behind when the process was killed.
+    """
+    for pattern in (f"{final.name}.partial-*", f"{final.name}.trash-*", f".{final.name}.partial-*"):
         for leftover in final.parent.glob(pattern):
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -218,17 +225,19 @@ def ensure_entry(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     on_wait: Callable[[str], None] | None = None,
     manifest_name: str = MANIFEST,
+    deep: bool = False,
 ) -> Entry:
     """Return the verified entry at `final`, building it first if needed (one builder per key).
 
     `build(out_dir)` fills a fresh, empty `<key>.partial-*` directory; only after it returns and
-    the manifest is written does the directory become `final`.
+    the manifest is written does the directory become `final`. `deep` checks an existing entry's
+    SHA-256 checksums too (flipped bytes), not only its manifest and file sizes.
     """
-    if verify_entry(final, manifest_name=manifest_name):
+    if verify_entry(final, manifest_name=manifest_name, deep=deep):
         return Entry(final, read_manifest(final, manifest_name), built=False)
     final.parent.mkdir(parents=True, exist_ok=True)
     with locked(final.with_name(f"{key}.lock"), timeout=lock_timeout, what=f"{final.parent.name}/{key}", on_wait=on_wait):
-        if verify_entry(final, manifest_name=manifest_name):
+        if verify_entry(final, manifest_name=manifest_name, deep=deep):
             return Entry(final, read_manifest(final, manifest_name), built=False)
         _clean_leftovers(final)
         partial = Path(tempfile.mkdtemp(prefix=f"{key}.partial-", dir=final.parent))
@@ -239,6 +248,14 @@ def ensure_entry(
             manifest = write_manifest(partial, key=key, inputs=inputs, manifest_name=manifest_name)
             _discard(final)  # a corrupt entry, never served
             os.rename(partial, final)
+        except OSError as exc:
+            # A full volume (ENOSPC, EFBIG, EDQUOT) while writing the entry: one line, nothing left behind.
+            shutil.rmtree(partial, ignore_errors=True)
+            hint = "the volume is full: free space or enlarge it" if exc.errno in _FULL else "check the volume"
+            raise CacheError(
+                f"{final.parent.name}/{key}: cannot write the entry in {final.parent} ({exc.strerror or exc}); "
+                f"{hint}, then run again"
+            ) from None
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,9 +58,22 @@ class Checkpoint:
     files: dict[str, int]  # relative path → size
 
 
-def resolve_token(token_file: Path | None) -> str | None:
-    """The Hugging Face token: the Secret file if given, else HF_TOKEN (the one place that reads it)."""
+def resolve_token(token_file: Path | None, warn: Callable[[str], None] | None = None) -> str | None:
+    """The Hugging Face token: the Secret file if given, else HF_TOKEN (the one place that reads it).
+
+    A token file that every user of the machine may read is used, with a warning through `warn`
+    (Kubernetes mounts Secrets 0644 unless the volume sets `defaultMode`; the chart sets 0400).
+    """
     if token_file is not None:
+        try:
+            mode = token_file.stat().st_mode
+        except OSError as exc:
+            raise UsageError(f"--token-file {token_file}: cannot read ({exc.strerror})") from None
+        if mode & stat.S_IROTH and warn is not None:
+            warn(
+                f"--token-file {token_file}: readable by every user (mode {stat.S_IMODE(mode):04o}); "
+                f"chmod 600 it, or mount the Secret with defaultMode 0400"
+            )
         try:
             token = token_file.read_text().strip()
         except OSError as exc:

@@ -62,6 +62,7 @@ class Options:
     lock_timeout: float = cache.DEFAULT_LOCK_TIMEOUT
     build_timeout: float | None = None
     on_line: Callable[[str], None] | None = None
+    verify: bool = False  # check cached files' SHA-256 checksums before reuse, not only their sizes
 
 
 def engines_dir(cache_dir: Path) -> Path:
@@ -138,6 +139,7 @@ def build_artifact(
         build=run_build,
         lock_timeout=opts.lock_timeout,
         on_wait=progress,
+        deep=opts.verify,
     )
     return resolved, entry
 
@@ -169,6 +171,7 @@ def _repository(
         lock_timeout=opts.lock_timeout,
         on_wait=progress,
         manifest_name=cache.REPO_MANIFEST,
+        deep=opts.verify,
     )
     return entry.path, None
 

@@ -22,6 +22,7 @@ DATA_TYPES = ("float16", "bfloat16", "float32")
 RUNTIMES = ("auto", "engine", "pytorch")
 BATCHING_STRATEGIES = ("inflight_fused_batching", "v1")
 LOGITS_DATATYPES = ("TYPE_FP32", "TYPE_FP16", "TYPE_BF16")
+STANDIN_COMPUTE = ("timing", "torch")
 
 # Top-level sections of a values file that belong to the chart, not to the model spec.
 CHART_SECTIONS = frozenset(
@@ -117,6 +118,9 @@ class StandinOptions:
     max_in_flight: int = 4
     queue_in_triton: bool = False
     output_tokens: int = 16
+    compute: str = "timing"
+    tokens_per_block: int = 64
+    kv_cache_blocks: int = 0  # 0: enough for maxInFlight sequences of maxSeqLen tokens
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,9 @@ def _model_values(spec: ModelSpec) -> dict[str, Any]:
             "maxInFlight": st.max_in_flight,
             "queueInTriton": st.queue_in_triton,
             "outputTokens": st.output_tokens,
+            "compute": st.compute,
+            "tokensPerBlock": st.tokens_per_block,
+            "kvCacheBlocks": st.kv_cache_blocks,
         },
     }
     for key, value in (
@@ -423,6 +430,9 @@ def _read_standin(sec: _Section) -> StandinOptions:
         max_in_flight=sec.integer("maxInFlight", d.max_in_flight, minimum=1),
         queue_in_triton=sec.flag("queueInTriton", d.queue_in_triton),
         output_tokens=sec.integer("outputTokens", d.output_tokens, minimum=1),
+        compute=sec.text("compute", d.compute, choices=STANDIN_COMPUTE) or d.compute,
+        tokens_per_block=sec.integer("tokensPerBlock", d.tokens_per_block, minimum=1),
+        kv_cache_blocks=sec.integer("kvCacheBlocks", d.kv_cache_blocks, minimum=0),
     )
     sec.done()
     return opts
