@@ -36,7 +36,8 @@ from tests.conftest import TUTORIAL_VALUES
 
 # Kubernetes releases we validate against: the oldest the chart supports (Chart.yaml kubeVersion) and the newest known.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
-CRD_GROUPS = {"monitoring.coreos.com", "keda.sh"}
+# Custom resources, validated another way: the operators' below, LeaderWorkerSet in test_multinode.py.
+CRD_GROUPS = {"monitoring.coreos.com", "keda.sh", "leaderworkerset.x-k8s.io"}
 OUR_VALUES = CHART / "values.yaml"
 
 # Every file a user may install with: ours alone, ours + each model file, ours + each tutorial file.
@@ -54,7 +55,9 @@ def rendered(request: pytest.FixtureRequest) -> Objects:
 
 def test_every_case_renders_the_server_objects(rendered: Objects) -> None:
     kinds = {o["kind"] for o in rendered}
-    assert {"Deployment", "ConfigMap", "PodMonitor", "PrometheusRule", "PodDisruptionBudget"} <= kinds
+    assert {"ConfigMap", "PodMonitor", "PrometheusRule", "PodDisruptionBudget"} <= kinds
+    # One workload: the Deployment, or the LeaderWorkerSet of a multi-node model file.
+    assert len(kinds & {"Deployment", "LeaderWorkerSet"}) == 1
 
 
 @pytest.mark.parametrize("files", CASES, ids=CASE_IDS)
@@ -121,7 +124,7 @@ def test_strict_crd_schema_catches_a_misspelt_key(defaults: Objects) -> None:
 def test_only_objects_of_known_kinds_render(rendered: Objects) -> None:
     known = {
         "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-        "PersistentVolumeClaim", "PodMonitor", "PrometheusRule", "ScaledObject", "Pod",
+        "PersistentVolumeClaim", "PodMonitor", "PrometheusRule", "ScaledObject", "Pod", "LeaderWorkerSet",
     }
     assert {o["kind"] for o in rendered} <= known
 

@@ -29,8 +29,9 @@ def _gpu_products(objects: Objects) -> list[str]:
     [(1, 1, "1"), (2, 1, "2"), (4, 1, "4"), (2, 2, "4"), (8, 2, "16")],
 )
 def test_gpus_per_pod_are_tensor_times_pipeline_on_both_containers(tensor: int, pipeline: int, gpus: str) -> None:
+    # A 16-GPU node keeps 16 GPUs in one pod (more than multinode.gpusPerNode would make a LeaderWorkerSet).
     objects = render(sets=[f"model.tensorrtLlm.parallelism.tensor={tensor}",
-                           f"model.tensorrtLlm.parallelism.pipeline={pipeline}"])
+                           f"model.tensorrtLlm.parallelism.pipeline={pipeline}", "multinode.gpusPerNode=16"])
     for name in ("prepare", "triton"):
         resources = container(objects, name)["resources"]
         assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == gpus
