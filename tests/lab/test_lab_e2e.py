@@ -33,7 +33,7 @@ SURGE = {
     "load": {
         "protocol": "grpc",
         "unit": "clients",
-        "stages": [{"ramp": {"from": 1, "to": 12, "over": "8s"}}, {"hold": "22s"}, {"step": {"to": 1, "for": "15s"}}],
+        "stages": [{"ramp": {"from": 1, "to": 12, "over": "8s"}}, {"hold": "40s"}, {"step": {"to": 1, "for": "15s"}}],
         "inputTokens": 32,
         "connections": 8,
         "reconnectEvery": "2s",
