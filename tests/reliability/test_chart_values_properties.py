@@ -148,18 +148,7 @@ CROSS_FIELD: dict[str, tuple[str, ...]] = {
 # breaks (found by this file, 2026-11-23; reported for the chart). Each is an xfail(strict=True) below:
 # when the chart quotes the value or the schema narrows it to a Kubernetes name, the xfail turns into
 # a failure and the key comes off this list.
-UNQUOTED: set[str] = {
-    "kubernetes.fullnameOverride",
-    "kubernetes.priorityClassName",
-    "kubernetes.serviceAccount",
-    "model.persistentVolumeClaim",
-    "model.pullSecret",
-    "monitoring.alerts.atMaximum.severity",
-    "monitoring.alerts.modelNotReady.severity",
-    "monitoring.alerts.requestFailures.severity",
-    "monitoring.alerts.signalMissing.severity",
-    "monitoring.alerts.targetDown.severity",
-}
+UNQUOTED: set[str] = set()
 DRAWN = [i for i, dotted in enumerate(DOTTED) if dotted not in UNQUOTED]
 
 
