@@ -101,6 +101,9 @@ def test_service_exposes_http_grpc_and_metrics_and_selects_the_pods(defaults: Ob
     assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
 
 
+PROVEN = [("trtllm:requests_waiting", "2"), ("triton:pending_requests", "2")]
+
+
 def _hpa_metrics(objects: Objects) -> list[tuple[str, str]]:
     hpa = one(objects, "HorizontalPodAutoscaler")
     return [(m["pods"]["metric"]["name"], m["pods"]["target"]["averageValue"]) for m in hpa["spec"]["metrics"]]
@@ -109,12 +112,14 @@ def _hpa_metrics(objects: Objects) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("files", "sets", "metrics"),
     [
-        ([], [], [("triton:queue_compute:ratio", "1000m")]),
-        ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], [], [("triton:queue_compute:ratio", "1500m")]),
+        # The tutorials' ratio, paired with the signals the lab proved (docs/signals.md).
+        ([], [], [("triton:queue_compute:ratio", "1000m"), *PROVEN]),
+        ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], [],
+         [("triton:queue_compute:ratio", "1500m"), *PROVEN]),
         ([TUTORIAL_VALUES / "single" / "llama-3-70b-instruct_values.yaml"], [],
-         [("triton:queue_compute:ratio", "3500m")]),
+         [("triton:queue_compute:ratio", "3500m"), *PROVEN]),
         ([], ["autoscaling.metric.name=triton:request_duration:average", "autoscaling.metric.value=250000"],
-         [("triton:request_duration:average", "250000")]),
+         [("triton:request_duration:average", "250000"), *PROVEN]),
         ([], ["autoscaling.metrics[0].name=trtllm:requests_waiting", "autoscaling.metrics[0].value=2"],
          [("triton:queue_compute:ratio", "1000m"), ("trtllm:requests_waiting", "2")]),
         ([], ["autoscaling.metric.name=", "autoscaling.metrics[0].name=trtllm:kv_cache:utilization",

@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Prove which autoscaling signals work, per runtime and layout, with the local autoscaling lab.
+
+For each case (engine/ensemble, engine/BLS, pytorch/llmapi, and once the opposite assumption
+`model.standin.queueInTriton=true`) this runs one `llmprep lab` scenario with autoscaling pinned to
+one replica (minimum = maximum = 1), so every candidate signal is observed against the load rather
+than against the HPA's reaction. The load steps from idle through 0.25×, 0.5×, 1×, 1.5×, 2×, 3× to 4×
+one replica's capacity. Capacity comes from the stand-in's cost model: the batcher runs
+`maxInFlight` requests at once, so with closed-loop clients one replica saturates at `maxInFlight`
+clients; the table also shows the measured completions per second per level, which stop growing
+there.
+
+A signal is **proven** for a case when both hold:
+
+1. *monotone past saturation*: the Spearman rank correlation between the offered load and the
+   signal's per-level median, over the levels from 1× to 4×, is at least 0.9, and the median at 4×
+   exceeds the median at 1× by at least half the signal's target;
+2. *crosses in time*: the signal (the recorded series, as Prometheus serves it) is at or above its
+   target for two consecutive seconds before the end-to-end p95 latency is above the scenario's SLO
+   for two consecutive seconds (or it crosses at all, if p95 never passes the SLO).
+
+Targets come from the rendered HorizontalPodAutoscaler where the chart sets one (the tutorials'
+`triton:queue_compute:ratio` at 1, `trtllm:requests_waiting` at 2); for the others the chart
+README's suggested targets (SUGGESTED_TARGETS below). The SLO is twice one request's service time
+in the cost model (prefill + outputTokens decode steps): latency the user sees once requests wait
+as long as they run.
+
+    python scripts/signals_proof.py                      # every case, ~15 min on 2 cores
+    python scripts/signals_proof.py --case engine-ensemble --short --out /tmp/proof
+
+Writes OUT/signals.json, OUT/signals.md (the table) and one plot per runtime
+(PLOTS/signals-<runtime>.png); each case's lab report lies in OUT/<case>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+SIGNALS = (
+    "triton:queue_compute:ratio",
+    "triton:pending_requests",
+    "trtllm:requests_waiting",
+    "trtllm:kv_cache:utilization",
+    "triton:request_duration:average",
+    "triton:compute_duration:average",
+)
+# Targets for signals the chart renders no HPA metric for by default (chart README, "Signals").
+# Durations are in microseconds: half the SLO (set per run), so a duration average says "requests
+# take half the budget" before users see the whole budget spent.
+SUGGESTED_TARGETS: dict[str, float | str] = {
+    "triton:queue_compute:ratio": 1.0,
+    "triton:pending_requests": 2.0,
+    "trtllm:requests_waiting": 2.0,
+    "trtllm:kv_cache:utilization": 0.8,
+    "triton:request_duration:average": "slo/2",
+    "triton:compute_duration:average": "slo/2",
+}
+FULL_LEVELS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # × one replica's capacity
+SHORT_LEVELS = (0.0, 1.0, 2.0, 4.0)
+SPEARMAN_MIN = 0.9
+MARGIN_OF_TARGET = 0.5
+CONSECUTIVE_S = 2
+SLO_TIMES_SERVICE = 2.0
+# The lab profile's 25 ms decode step leaves the ensemble's per-chunk Python work a large share of
+# each request on 2 CPU cores (measured: 6 requests/s at 4 clients instead of the model's 9.9);
+# 60 ms steps keep the engine, not the host, the bottleneck (as tests/e2e/test_standin_queueing.py does).
+DECODE_MS_PER_STEP = 60.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    runtime: str
+    layout: str
+    model: str | None  # the load's entry model; None: the layout's (ensemble / tensorrt_llm)
+    sets: tuple[str, ...] = ()
+    standin: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+CASES: dict[str, Case] = {
+    c.name: c
+    for c in (
+        Case("engine-ensemble", "engine", "ensemble", "ensemble", ("model.tensorrtLlm.runtime=engine",)),
+        # Upstream's BLS model serves its requests one after another inside execute(): with one
+        # instance a replica's capacity would be one request, so give it maxInFlight instances.
+        Case("engine-bls", "engine", "BLS", "tensorrt_llm_bls",
+             ("model.tensorrtLlm.runtime=engine", "model.repository.instances.bls=4"),
+             note="model.repository.instances.bls=4 (= maxInFlight)"),
+        Case("pytorch-llmapi", "pytorch", "llmapi", None, ("model.tensorrtLlm.runtime=pytorch",)),
+        Case("engine-ensemble-queueInTriton", "engine", "ensemble", "ensemble",
+             ("model.tensorrtLlm.runtime=engine",), {"queueInTriton": True},
+             note="opposite assumption: model.standin.queueInTriton=true"),
+    )
+}
+DEFAULT_CASES = tuple(CASES)
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); 0 when either side is constant."""
+    if len(x) != len(y) or len(x) < 2:
+        return 0.0
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    return 0.0 if sxx == 0 or syy == 0 else sxy / math.sqrt(sxx * syy)
+
+
+def first_sustained(rows: Sequence[Mapping[str, Any]], key: str, threshold: float, start: float,
+                    consecutive: int = CONSECUTIVE_S) -> float | None:
+    """The time of the first of `consecutive` rows after `start` whose `key` is at or above `threshold`."""
+    run: list[float] = []
+    for row in rows:
+        if row["t"] < start:
+            continue
+        value = row.get(key)
+        if value is not None and value >= threshold:
+            run.append(float(row["t"]))
+            if len(run) >= consecutive:
+                return run[0]
+        else:
+            run = []
+    return None
+
+
+@dataclass
+class SignalVerdict:
+    case: str
+    runtime: str
+    layout: str
+    signal: str
+    target: float
+    target_source: str
+    medians: list[float | None]  # per level, in FULL order of `levels`
+    spearman: float
+    rise_1x_to_4x: float | None
+    monotone: bool
+    crossed_at_s: float | None
+    crossed_at_level: float | None
+    slo_breach_at_s: float | None
+    crosses_before_slo: bool
+    quiet_under_capacity: bool | None  # below target at half capacity (informational: no scale-up while idle)
+    verdict: str  # "proven" or "not proven"
+    reason: str
+
+
+def judge(
+    case: Case,
+    rows: Sequence[Mapping[str, Any]],
+    windows: Sequence[tuple[float, float, float, float]],  # (level × capacity, level start, steady from, end)
+    targets: Mapping[str, tuple[float, str]],
+    slo_s: float,
+) -> tuple[list[SignalVerdict], list[dict[str, Any]]]:
+    """Per-level medians of every signal, p95 and throughput; the verdict of each signal."""
+
+    def median(key: str, lo: float, hi: float) -> float | None:
+        values = [float(r[key]) for r in rows if lo <= r["t"] < hi and r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    levels = []
+    for level, _, lo, hi in windows:
+        entry: dict[str, Any] = {"level": level, "from_s": lo, "to_s": hi,
+                                 "e2e_p95_s": median("e2e_p95_s", lo, hi), "ok_per_s": median("ok_per_s", lo, hi)}
+        for name in SIGNALS:
+            entry[name] = median(f"signal {name}", lo, hi)
+        levels.append(entry)
+    first_loaded = next((start for level, start, _, _ in windows if level > 0), 0.0)
+    breach = first_sustained(rows, "e2e_p95_s", slo_s + 1e-9, first_loaded)
+    level_of = [(start, level) for level, start, _, _ in windows]
+    levels_x = [lv["level"] for lv in levels]
+
+    verdicts = []
+    for name in SIGNALS:
+        target, source = targets[name]
+        meds = [lv[name] for lv in levels]
+        past = [(lv["level"], lv[name]) for lv in levels if lv["level"] >= 1.0]
+        xs = [x for x, v in past if v is not None]
+        ys = [float(v) for _, v in past if v is not None]
+        rho = spearman(xs, ys) if len(ys) == len(past) else 0.0
+        at1 = next((v for x, v in past if x == 1.0), None)
+        at4 = next((v for x, v in past if x == max(x for x, _ in past)), None) if past else None
+        rise = (at4 - at1) if at1 is not None and at4 is not None else None
+        monotone = rho >= SPEARMAN_MIN and rise is not None and rise >= MARGIN_OF_TARGET * target
+        crossed = first_sustained(rows, f"signal {name}", target, first_loaded)
+        crossed_level = None
+        if crossed is not None:
+            crossed_level = max((lvl for lo, lvl in level_of if lo <= crossed), default=None)
+        in_time = crossed is not None and (breach is None or crossed < breach)
+        reasons = []
+        if not monotone:
+            reasons.append(f"not monotone past saturation (ρ={rho:.2f}, rise {_num(rise)} < {MARGIN_OF_TARGET:g}×target)"
+                           if rho >= SPEARMAN_MIN else f"not monotone past saturation (ρ={rho:.2f})")
+        if crossed is None:
+            reasons.append("never reaches its target")
+        elif not in_time:
+            reasons.append(f"reaches its target {crossed - breach:.0f} s after p95 passed the SLO" if breach else "")
+        half = next((v for x, v in zip(levels_x, meds, strict=True) if x == 0.5), None)
+        quiet = None if half is None else half < target
+        proven = monotone and in_time
+        verdicts.append(SignalVerdict(
+            case=case.name, runtime=case.runtime, layout=case.layout, signal=name, target=target,
+            target_source=source, medians=meds, spearman=round(rho, 3),
+            rise_1x_to_4x=None if rise is None else round(rise, 4), monotone=monotone,
+            crossed_at_s=crossed, crossed_at_level=crossed_level, slo_breach_at_s=breach,
+            crosses_before_slo=in_time, quiet_under_capacity=quiet, verdict="proven" if proven else "not proven",
+            reason="; ".join(r for r in reasons if r) or "rises past saturation and crosses before the SLO",
+        ))
+    return verdicts, levels
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if v == 0:
+        return "0"
+    return f"{v:.3g}"
+
+
+# --------------------------------------------------------------------------- one case
+
+
+def scenario_doc(case: Case, levels: Sequence[float], hold_s: float, speed: float, capacity: int,
+                 slo_ms: float) -> dict[str, Any]:
+    stages = [{"step": {"to": int(round(level * capacity)), "for": f"{hold_s:g}s"}} for level in levels]
+    return {
+        "name": f"signals-{case.name}",
+        "description": f"Signals proof, {case.runtime}/{case.layout}: idle to 4× one replica's capacity, pinned to 1.",
+        "values": ["cpu-standin.values.yaml"],
+        "set": [*case.sets, "autoscaling.replicas.minimum=1", "autoscaling.replicas.maximum=1"],
+        "speed": speed,
+        "syncPeriod": "15s",
+        "load": {
+            "protocol": "grpc", "unit": "clients", "stages": stages, "inputTokens": 32,
+            "connections": 8, "reconnectEvery": "2s", "timeout": "60s",
+            **({"model": case.model} if case.model else {}),
+        },
+        "standin": {"decodeMsPerStep": DECODE_MS_PER_STEP, **case.standin},
+        "slo": {"p95LatencyMs": slo_ms},
+        "settle": "30s",
+    }
+
+
+def run_case(case: Case, *, out_dir: Path, levels: Sequence[float], hold_s: float, speed: float) -> dict[str, Any]:
+    """Run one case in the lab (report in out_dir/<case>/) and judge its signals."""
+    from rich.console import Console
+
+    from llmprep.lab.rendered import prepare
+    from llmprep.lab.run import run_lab
+    from llmprep.lab.scenario import data_dir, parse_scenario
+
+    # The cost model the scenario will run: read it off the rendered chart, not restated here.
+    probe = parse_scenario(scenario_doc(case, levels, hold_s, speed, 1, 1000.0), base_dir=data_dir())
+    st = prepare(probe, None).spec.standin
+    service_ms = 32 * st.prefill_ms_per_token + st.output_tokens * st.decode_ms_per_step
+    slo_ms = round(SLO_TIMES_SERVICE * service_ms, 1)
+    scenario = parse_scenario(scenario_doc(case, levels, hold_s, speed, st.max_in_flight, slo_ms), base_dir=data_dir())
+    result = run_lab(scenario, out_dir=out_dir / case.name, console=Console(stderr=True))
+    report = json.loads(Path(result.paths["json"]).read_text())
+    return analyse(case, report, levels=levels, hold_s=hold_s, report_path=result.paths.get("markdown"))
+
+
+def analyse(case: Case, report: Mapping[str, Any], *, levels: Sequence[float], hold_s: float,
+            report_path: Path | None = None) -> dict[str, Any]:
+    """The verdicts of one lab run, from its report.json."""
+    rows = report["timeseries"]
+    configuration = report["configuration"]
+    standin = configuration["model"]["standin"]
+    capacity = int(standin["max_in_flight"])
+    service_ms = 32 * standin["prefill_ms_per_token"] + standin["output_tokens"] * standin["decode_ms_per_step"]
+    slo_ms = float(report["scenario"]["slo_p95_ms"])
+    # Level windows: the load's own stage boundaries; the median is taken over the second half of
+    # each hold, once the rate window (compressed by `speed`) holds only that level.
+    windows = [(level, i * hold_s, i * hold_s + hold_s / 2, (i + 1) * hold_s) for i, level in enumerate(levels)]
+    rendered = {m["name"]: float(m["target"]) for m in configuration["hpa"]["metrics"]}
+    targets: dict[str, tuple[float, str]] = {}
+    for name in SIGNALS:
+        suggested = SUGGESTED_TARGETS[name]
+        if name in rendered:
+            targets[name] = (rendered[name], "rendered HPA")
+        elif suggested == "slo/2":
+            targets[name] = (slo_ms * 1000 / 2, "chart README: half the SLO, µs")
+        else:
+            targets[name] = (float(suggested), "chart README")
+    verdicts, per_level = judge(case, rows, windows, targets, slo_ms / 1000)
+    return {
+        "case": asdict(case) | {"standin": dict(case.standin)},
+        "capacity_clients": capacity,
+        "service_ms": service_ms,
+        "slo_ms": slo_ms,
+        "cost_model": dict(standin),
+        "levels": per_level,
+        "verdicts": [asdict(v) for v in verdicts],
+        "budget": report.get("reaction_time_budget", []),
+        "hpa_metrics": configuration["hpa"]["metrics"],
+        "lab_summary": {k: report["summary"].get(k) for k in ("requests", "failed_requests", "e2e_p95_s", "duration_s")},
+        "verification": {k: report.get("verification", {}).get(k)
+                         for k in ("recording_rules_checked", "recording_rules_matched")},
+        "notes": report.get("notes", []),
+        "report": str(report_path or ""),
+        "lab_run_started_utc": datetime.fromtimestamp(rows[0]["time"], timezone.utc).isoformat(timespec="seconds")
+        if rows else None,
+    }
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are documents
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def table_markdown(results: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| runtime / layout | signal | target | median at 0.5× | at 1× | at 2× | at 4× | ρ (1×–4×) | at target from | "
+        "p95 > SLO from | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for res in results:
+        case = res["case"]
+        label = f"{case['runtime']} / {case['layout']}" + (" (queueInTriton)" if case["standin"].get("queueInTriton") else "")
+        levels = [lv["level"] for lv in res["levels"]]
+        for v in res["verdicts"]:
+            def at(x: float, v: Mapping[str, Any] = v, levels: list[float] = levels) -> str:
+                return _num(v["medians"][levels.index(x)]) if x in levels else "–"
+
+            cross = "–" if v["crossed_at_level"] is None else f"{v['crossed_at_level']:g}× ({v['crossed_at_s']:.0f} s)"
+            breach = "never" if v["slo_breach_at_s"] is None else f"{v['slo_breach_at_s']:.0f} s"
+            mark = "**proven**" if v["verdict"] == "proven" else f"not proven: {v['reason']}"
+            if v.get("quiet_under_capacity") is False:
+                mark += " (over its target already at 0.5×: scales up without need)"
+            lines.append(
+                f"| {label} | `{v['signal']}` | {_num(v['target'])} | {at(0.5)} | {at(1.0)} | {at(2.0)} | {at(4.0)} | "
+                f"{v['spearman']:.2f} | {cross} | {breach} | {mark} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def levels_markdown(results: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| runtime / layout | load (× capacity) | clients | completions/s | p95 (s) | SLO (s) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for res in results:
+        case = res["case"]
+        label = f"{case['runtime']} / {case['layout']}" + (" (queueInTriton)" if case["standin"].get("queueInTriton") else "")
+        for lv in res["levels"]:
+            lines.append(f"| {label} | {lv['level']:g} | {int(round(lv['level'] * res['capacity_clients']))} | "
+                         f"{_num(lv['ok_per_s'])} | {_num(lv['e2e_p95_s'])} | {res['slo_ms'] / 1000:g} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_runtime(runtime: str, results: Sequence[Mapping[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [r for r in results if r["case"]["runtime"] == runtime]
+    fig, axes = plt.subplots(1, len(cases), figsize=(6.2 * len(cases), 4.6), squeeze=False, sharey=True)
+    for ax, res in zip(axes[0], cases, strict=True):
+        x = [lv["level"] for lv in res["levels"]]
+        for v in res["verdicts"]:
+            y = [None if m is None else min(m / v["target"], 4.0) for m in v["medians"]]
+            style = "-" if v["verdict"] == "proven" else "--"
+            ax.plot(x, [float("nan") if val is None else val for val in y], style, marker="o", markersize=3,
+                    label=v["signal"])
+        p95 = [lv["e2e_p95_s"] for lv in res["levels"]]
+        ax.plot(x, [float("nan") if p is None else min(p / (res["slo_ms"] / 1000), 4.0) for p in p95], "k:",
+                linewidth=2, label="p95 latency ÷ SLO")
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+        case = res["case"]
+        ax.set_title(f"{case['runtime']} / {case['layout']}" + (" (queueInTriton)" if case["standin"].get("queueInTriton") else ""))
+        ax.set_xlabel("offered load (× one replica's capacity)")
+        ax.set_ylim(0, 4.1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("signal ÷ target (clipped at 4)")
+    fig.suptitle(f"{runtime} runtime: per-level medians; solid = proven in that layout, dashed = not", fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def run_proof(
+    cases: Sequence[str] = DEFAULT_CASES,
+    *,
+    out_dir: Path,
+    plots_dir: Path | None,
+    short: bool = False,
+    hold_s: float | None = None,
+    speed: float = 5.0,
+    rejudge: bool = False,
+) -> dict[str, Any]:
+    """Run every case; write signals.json, signals.md and the plots; return the JSON document."""
+    levels = SHORT_LEVELS if short else FULL_LEVELS
+    hold = hold_s if hold_s is not None else (20.0 if short else 24.0)
+    started = datetime.now(timezone.utc)
+    results = []
+    for name in cases:
+        if rejudge:  # judge the lab runs already in out_dir again (after changing the test, not the runs)
+            report = json.loads((out_dir / name / "report.json").read_text())
+            results.append(analyse(CASES[name], report, levels=levels, hold_s=hold,
+                                   report_path=out_dir / name / "report.md"))
+        else:
+            results.append(run_case(CASES[name], out_dir=out_dir, levels=levels, hold_s=hold, speed=speed))
+    doc = {
+        "command": " ".join(["python", "scripts/signals_proof.py", *sys.argv[1:]]) if sys.argv[0].endswith(
+            "signals_proof.py") else None,
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()}: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"Python {platform.python_version()}",
+        "levels": list(levels), "hold_s": hold, "speed": speed,
+        "test": {"spearman_min": SPEARMAN_MIN, "margin_of_target": MARGIN_OF_TARGET, "consecutive_s": CONSECUTIVE_S,
+                 "slo_times_service": SLO_TIMES_SERVICE},
+        "results": results,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / "signals.json", json.dumps(doc, indent=2, default=str).encode())
+    _atomic_write(out_dir / "signals.md", (table_markdown(results) + "\n" + levels_markdown(results)).encode())
+    if plots_dir is not None:
+        for runtime in sorted({r["case"]["runtime"] for r in results}):
+            plot_runtime(runtime, results, plots_dir / f"signals-{runtime}.png")
+    return doc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", action="append", choices=sorted(CASES), help="run only this case (repeatable)")
+    parser.add_argument("--short", action="store_true", help="levels 0, 1×, 2×, 4× and 20 s holds (the test's mode)")
+    parser.add_argument("--hold", type=float, default=None, help="seconds at each load level")
+    parser.add_argument("--speed", type=float, default=5.0, help="the lab's time compression of the control loop")
+    parser.add_argument("--out", type=Path, default=Path("signals-out"), help="folder for signals.json/.md and lab runs")
+    parser.add_argument("--plots", type=Path, default=ROOT / "docs" / "img", help="folder for signals-<runtime>.png")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--rejudge", action="store_true", help="judge the lab runs already in --out again, run nothing")
+    args = parser.parse_args(argv)
+    from llmprep.errors import LlmprepError
+
+    try:
+        doc = run_proof(args.case or DEFAULT_CASES, out_dir=args.out, plots_dir=None if args.no_plots else args.plots,
+                        short=args.short, hold_s=args.hold, speed=args.speed, rejudge=args.rejudge)
+    except LlmprepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(table_markdown(doc["results"]))
+    print(args.out / "signals.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
