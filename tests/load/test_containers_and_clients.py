@@ -103,24 +103,16 @@ def test_the_entry_point_is_the_llmprep_console_script(path: Path) -> None:
 
 
 def chart_commands() -> list[list[str]]:
-    """Every `command:` list of the chart's templates that runs llmprep (template lines skipped)."""
+    """Every llmprep command line of the rendered chart's pods (rendered by Helm's engine, not parsed by hand)."""
+    from llmprep.chart import render
+
     found = []
-    for template in sorted((ROOT / "chart" / "templates").rglob("*.yaml")):
-        lines = template.read_text().splitlines()
-        for index, line in enumerate(lines):
-            if line.strip() not in ("command:", "args:") or index + 1 >= len(lines):
-                continue
-            if lines[index + 1].strip() != "- llmprep":
-                continue
-            words: list[str] = []
-            for item in lines[index + 2:]:
-                stripped = item.strip()
-                if stripped.startswith("{{"):
-                    continue
-                if not stripped.startswith("- "):
-                    break
-                words.append(stripped[2:].strip().strip('"'))
-            found.append(words)
+    for obj in render({"triton": {"image": {"name": "example.com/llmprep-triton:26.07"}}}):
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("initContainers", []) + spec.get("containers", []):
+            argv = list(container.get("command", [])) + list(container.get("args", []))
+            if argv and argv[0] == "llmprep":
+                found.append([str(word) for word in argv[1:]])
     return found
 
 
