@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from llmprep.errors import SpecError, UsageError
+from llmprep.spec import deep_merge
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "chart"
 # A cluster with the Prometheus operator: what the lab and our documented set-up have.
@@ -60,21 +61,10 @@ def merge_values(files: Iterable[Path] = (), sets: Iterable[str] = ()) -> dict[s
             doc = helm.values_from_yaml(text)
         except helm.HelmError as exc:
             raise SpecError(f"--values {path}: not a valid values file ({_first_line(exc)})") from None
-        base = _merge_maps(base, doc or {})
+        base = deep_merge(base, doc or {})
     for expression in sets:
         base = apply_set(base, expression)
     return base
-
-
-def _merge_maps(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's mergeMaps for `--values` files: nested maps merge, any other value replaces."""
-    out = dict(a)
-    for key, value in b.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge_maps(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def apply_set(values: Mapping[str, Any], expression: str) -> dict[str, Any]:
