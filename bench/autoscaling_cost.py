@@ -9,9 +9,16 @@ rules, the Kubernetes HPA algorithm on the chart's HPA spec), in one command:
    burst on top in the middle. Run once per HPA configuration:
    - `seed`: the tutorial's HPA input (`triton:queue_compute:ratio` ≥ 1000m) and no behavior
      (Kubernetes' defaults: 5-minute scale-down stabilization, default policies);
-   - `ours (chart + lab profile)`: the chart's defaults with the lab's values profile
-     (adds `trtllm:requests_waiting` ≥ 2), no behavior, as shipped;
-   - `ours + scale-down 60 s`: the same with `behavior.scaleDown.stabilizationWindowSeconds: 60`.
+   - `chart defaults`: the chart's default HPA inputs and behavior with the lab's values profile,
+     as shipped (`trtllm:requests_waiting` ≥ 2, `triton:pending_requests` ≥ 2; scale-down one
+     pod a minute after a 120 s window);
+   - `chart inputs, Kubernetes' behavior`: the same inputs with `behavior: null` (300 s);
+   - `chart inputs, 120 s window only`: the same inputs with the chart's window but Kubernetes'
+     scale-down policy (any number of pods at once);
+   - `waiting target 5` and `waiting target 5, 60 s window only`: `trtllm:requests_waiting` at a
+     target tuned for this scenario's SLO (one replica holds ~12 clients within it: 4 running, up
+     to ~8 waiting; 5 leaves headroom), with the chart's behavior, and with a 60 s window and
+     Kubernetes' scale-down policy (the cheapest setting the exploratory runs found).
 3. The oracle: each second, the fewest replicas (within min..max) whose measured capacity covers
    the profile's clients at that second; its replica-seconds over the load.
 
@@ -61,23 +68,49 @@ def staircase(levels: Sequence[int], hold_s: float) -> list[dict[str, Any]]:
     return [{"step": {"to": n, "for": f"{hold_s:g}s"}} for n in levels]
 
 
-def configurations() -> list[LabConfig]:
+def chart_autoscaling() -> dict[str, Any]:
+    """The HPA settings a user gets from the chart's defaults and the lab's values profile, as shipped."""
     auto = chart_defaults().get("autoscaling", {})
-    chart_metric = dict(auto.get("metric") or {})
-    metrics = list(auto.get("metrics") or []) + list(lab_values().get("autoscaling", {}).get("metrics") or [])
-    replicas = {"minimum": MIN_REPLICAS, "maximum": MAX_REPLICAS}
+    lab = lab_values().get("autoscaling", {})
+    return {
+        "metric": dict(lab.get("metric") or auto.get("metric") or {}),
+        "metrics": list(lab.get("metrics") or auto.get("metrics") or []),
+        "behavior": dict(lab.get("behavior") or auto.get("behavior") or {}),
+    }
+
+
+def _hpa(metrics: Sequence[tuple[str, str]], behavior: dict[str, Any] | None, metric: dict[str, Any] | None = None
+         ) -> dict[str, Any]:
+    # `behavior: None` removes the chart's default (Helm drops a key set to null): Kubernetes' own defaults.
+    return {"autoscaling": {"replicas": {"minimum": MIN_REPLICAS, "maximum": MAX_REPLICAS},
+                            "metric": metric or {"name": ""},
+                            "metrics": [{"name": n, "value": v} for n, v in metrics], "behavior": behavior}}
+
+
+def configurations() -> list[LabConfig]:
+    chart = chart_autoscaling()
+    chart_metrics = [(str(m["name"]), str(m["value"])) for m in chart["metrics"]]
     return [
-        LabConfig("seed", {"autoscaling": {"replicas": replicas, "metric": dict(SEED_METRIC), "metrics": [],
-                                           "behavior": {}}},
-                  note="tutorial HPA input, Kubernetes' default behavior"),
-        LabConfig("ours (chart + lab profile)", {"autoscaling": {"replicas": replicas, "metric": chart_metric,
-                                                                 "metrics": metrics, "behavior": {}}},
-                  note="chart defaults with the lab profile's extra signal"),
-        LabConfig("ours + scale-down 60 s", {"autoscaling": {
-            "replicas": replicas, "metric": chart_metric, "metrics": metrics,
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}},
-                  note="as above with a 60 s scale-down stabilization window"),
+        LabConfig("seed", _hpa([], None, dict(SEED_METRIC)), note="tutorial HPA input, Kubernetes' default behavior"),
+        LabConfig("chart defaults", _hpa(chart_metrics, chart["behavior"] or None, chart["metric"] or None),
+                  note="the chart's default HPA inputs and behavior, as shipped"),
+        LabConfig("chart inputs, Kubernetes' behavior", _hpa(chart_metrics, None, chart["metric"] or None),
+                  note="the chart's HPA inputs with behavior: null (a 300 s scale-down window, any number of pods)"),
+        LabConfig("chart inputs, 120 s window only", _hpa(chart_metrics, {"scaleDown": {
+            "stabilizationWindowSeconds": 120, "policies": None}}, chart["metric"] or None),
+                  note="the chart's HPA inputs with the 120 s window but Kubernetes' scale-down policy"),
+        LabConfig("waiting target 5", _hpa(_retarget(chart_metrics, "trtllm:requests_waiting", "5"),
+                                              chart["behavior"] or None, chart["metric"] or None),
+                  note="a target for this scenario's SLO, the chart's behavior"),
+        LabConfig("waiting target 5, 60 s window only", _hpa(
+            _retarget(chart_metrics, "trtllm:requests_waiting", "5"),
+            {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": None}}, chart["metric"] or None),
+                  note="a target for this scenario's SLO, a 60 s scale-down window and Kubernetes' scale-down policy"),
     ]
+
+
+def _retarget(metrics: Sequence[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+    return [(n, value if n == name else v) for n, v in metrics]
 
 
 def capacity(run: LabRun, levels: Sequence[int], hold_s: float, slo_s: float, skip_s: float) -> tuple[int, list[list[Any]]]:
@@ -155,6 +188,7 @@ def render(cap: int, cap_rows: Sequence[Sequence[Any]], costs: Sequence[tuple[La
     lines.append(table(["configuration", "replica-seconds (lab)", "× oracle", "requests over SLO (or failed)",
                         "seconds with trailing-5 s p95 over SLO", "seconds at max replicas", "peak replicas",
                         "p95 e2e s"], rows))
+    lines += [""] + [f"- {run.config.name}: {run.config.note}." for run, _ in costs if run.config.note]
     lines += ["", "Goal (issue 8): ≤ 1.2× oracle replica-seconds with < 1 % SLO misses.", ""]
     for run, c in costs:
         ok = c["replica_s"] / oracle_s <= 1.2 and c["over_pct"] < 1.0

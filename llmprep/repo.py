@@ -107,6 +107,8 @@ def _standin_parameters(spec: ModelSpec, tokenizer: Path) -> list[tuple[str, str
     ]
     if st.compute == "torch":
         params.append(("standin_vocab_size", str(_vocab_size(tokenizer))))
+        params.append(("standin_torch_width", str(st.torch_width)))
+        params.append(("standin_torch_layers", str(st.torch_layers)))
     return params
 
 

@@ -121,6 +121,9 @@ class StandinOptions:
     compute: str = "timing"
     tokens_per_block: int = 64
     kv_cache_blocks: int = 0  # 0: enough for maxInFlight sequences of maxSeqLen tokens
+    # Size of the random-weight transformer that compute=torch runs each step (sets its GPU cost).
+    torch_width: int = 256
+    torch_layers: int = 4
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ def _model_values(spec: ModelSpec) -> dict[str, Any]:
             "compute": st.compute,
             "tokensPerBlock": st.tokens_per_block,
             "kvCacheBlocks": st.kv_cache_blocks,
+            "torchWidth": st.torch_width,
+            "torchLayers": st.torch_layers,
         },
     }
     for key, value in (
@@ -433,6 +438,8 @@ def _read_standin(sec: _Section) -> StandinOptions:
         compute=sec.text("compute", d.compute, choices=STANDIN_COMPUTE) or d.compute,
         tokens_per_block=sec.integer("tokensPerBlock", d.tokens_per_block, minimum=1),
         kv_cache_blocks=sec.integer("kvCacheBlocks", d.kv_cache_blocks, minimum=0),
+        torch_width=sec.integer("torchWidth", d.torch_width, minimum=8),
+        torch_layers=sec.integer("torchLayers", d.torch_layers, minimum=1),
     )
     sec.done()
     return opts

@@ -213,6 +213,24 @@ def test_stand_in_config_is_labelled_and_carries_the_cost_model(tmp_path: Path, 
     assert got["standin_kv_cache_blocks"] == str(3 * 4096 // 16)
 
 
+@pytest.mark.parametrize(("runtime", "model"), [("engine", "tensorrt_llm"), ("pytorch", "tensorrt_llm")])
+def test_torch_stand_in_carries_its_model_size(
+    tmp_path: Path, folders: dict[str, Path], runtime: str, model: str
+) -> None:
+    spec = spec_of(standin={"compute": "torch", "torchWidth": 512, "torchLayers": 2})
+    root = write(tmp_path, folders, runtime, "standin", spec)
+    got = params(read_config(root / model / "config.pbtxt"))
+    assert (got["standin_compute"], got["standin_torch_width"], got["standin_torch_layers"]) == ("torch", "512", "2")
+    timing = params(read_config(write(tmp_path / "t", folders, runtime, "standin") / model / "config.pbtxt"))
+    assert "standin_torch_width" not in timing  # only the torch stand-in builds a model
+
+
+@pytest.mark.parametrize(("key", "value"), [("torchWidth", 4), ("torchLayers", 0), ("torchWidth", "wide")])
+def test_torch_stand_in_size_out_of_range_names_the_field(key: str, value: object) -> None:
+    with pytest.raises(SpecError, match=f"model.standin.{key}"):
+        spec_of(standin={key: value})
+
+
 # --------------------------------------------------------------------------- templates and writing
 
 

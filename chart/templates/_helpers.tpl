@@ -127,15 +127,24 @@ namespace="{{ .Release.Namespace }}",pod=~"{{ include "llmprep.fullname" . }}-[a
 
 {{/*
 The autoscaling metrics as a JSON list of {name, value}: autoscaling.metric (the tutorials' one)
-first, then autoscaling.metrics, each name once.
+first, then autoscaling.metrics, each name once. autoscaling.metric is unset by default. The
+tutorials' per-model values files set only its `value`, a target for their chart's default name,
+so a value without a name key means the tutorials' ratio; an explicit name, even empty, wins. A
+name without a value gets the tutorials' default target, 1000m.
 */}}
 {{- define "llmprep.metrics" -}}
 {{- $out := list }}
 {{- $seen := list }}
 {{- $one := .Values.autoscaling.metric | default dict }}
-{{- if $one.name }}
-{{- $out = append $out (dict "name" $one.name "value" (toString $one.value)) }}
-{{- $seen = append $seen $one.name }}
+{{- $ratio := "triton:queue_compute:ratio" }}
+{{- $value := "" }}
+{{- if not (kindIs "invalid" $one.value) }}{{ $value = toString $one.value }}{{ end }}
+{{- $name := $one.name | default "" }}
+{{- if and (not (hasKey $one "name")) $value }}{{ $name = $ratio }}{{ end }}
+{{- if and $name (not $value) }}{{ $value = "1000m" }}{{ end }}
+{{- if $name }}
+{{- $out = append $out (dict "name" $name "value" $value) }}
+{{- $seen = append $seen $name }}
 {{- end }}
 {{- range $m := .Values.autoscaling.metrics }}
 {{- if not (has $m.name $seen) }}

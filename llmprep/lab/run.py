@@ -203,15 +203,20 @@ def run_lab(
     adapter_values: Path | None = None,
     console: Console | None = None,
     on_row: Callable[[Mapping[str, Any]], None] | None = None,
+    setup: LabSetup | None = None,
 ) -> LabResult:
-    """Run one scenario end to end and write its report into `out_dir`."""
+    """Run one scenario end to end and write its report into `out_dir`.
+
+    `setup` is the chart's output for this scenario (`rendered.prepare`), when it was rendered
+    elsewhere: on a machine without Helm's SDK, say, such as a GPU host with no package registry.
+    """
     from llmprep.prometheus import PrometheusServer, ScrapeTarget, check_rules, locate_prometheus
     from llmprep.repo import write_repository
 
     console = console or Console(stderr=True)
     out_dir = Path(out_dir).expanduser().resolve()
     install = locate_prometheus()  # a missing binary fails here, in one line, before any work
-    setup = prepare(scenario, chart_dir)
+    setup = setup or prepare(scenario, chart_dir)
     speed = scenario.speed
     hpa_spec = setup.hpa.time_scaled(speed)
     work = Path(tempfile.mkdtemp(prefix="llmprep-lab-"))

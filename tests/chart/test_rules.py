@@ -30,7 +30,8 @@ STEP = 15  # seconds between input samples
 
 @pytest.fixture(scope="module")
 def groups() -> list[dict[str, Any]]:
-    return chart.rule_groups(render(sets=["autoscaling.metrics[0].name=trtllm:requests_waiting",
+    return chart.rule_groups(render(sets=["autoscaling.metric.name=triton:queue_compute:ratio",
+                                          "autoscaling.metrics[0].name=trtllm:requests_waiting",
                                           "autoscaling.metrics[0].value=2"]))
 
 

@@ -1,8 +1,9 @@
-"""The chart's default autoscaling signals follow the signals proof (docs/signals.md, issue 14 item 3)."""
+"""The chart's default autoscaling signals follow the signals proof (docs/signals.md, issue 14 item 3; issue 8)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,33 +16,46 @@ def _notes(sets: list[str], files: list[Path] | None = None) -> str:
     return chart.notes(values_of(files or [], sets), release=RELEASE, namespace=NAMESPACE)
 
 
+PROVEN = ["trtllm:requests_waiting", "triton:pending_requests"]
+RATIO = "triton:queue_compute:ratio"
+
+
+def _metric_names(objects: list[dict[str, Any]]) -> list[str]:
+    found = chart.find(objects, "ScaledObject")
+    if found:
+        return [t["metadata"]["query"].split("{")[0].removeprefix("sum(") for t in found[0]["spec"]["triggers"]]
+    return [m["pods"]["metric"]["name"] for m in one(objects, "HorizontalPodAutoscaler")["spec"]["metrics"]]
+
+
 @pytest.mark.parametrize(
-    ("files", "sets"),
+    ("files", "sets", "names"),
     [
-        ([], []),
-        ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], []),
-        ([], ["autoscaling.engine=keda"]),
+        ([], [], PROVEN),
+        ([], ["autoscaling.engine=keda"], PROVEN),
+        ([TUTORIAL_VALUES / "single" / "values.yaml"], [], [RATIO, *PROVEN]),
+        ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], [], [RATIO, *PROVEN]),
+        ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], ["autoscaling.metric.name="], PROVEN),
+        ([], ["autoscaling.metric.name=triton:queue_compute:ratio"], [RATIO, *PROVEN]),
     ],
-    ids=["defaults", "a tutorial values file", "keda"],
+    ids=["defaults", "keda", "the tutorials' values.yaml", "a tutorial file's target alone",
+         "a tutorial file with the name emptied", "the ratio by name"],
 )
-def test_the_tutorials_ratio_is_paired_with_the_proven_signals_by_default(files: list[Path], sets: list[str]) -> None:
-    objects = render(files, sets)
-    if "autoscaling.engine=keda" in sets:
-        triggers = one(objects, "ScaledObject")["spec"]["triggers"]
-        names = [t["metadata"]["query"].split("{")[0].removeprefix("sum(") for t in triggers]
-    else:
-        names = [m["pods"]["metric"]["name"] for m in one(objects, "HorizontalPodAutoscaler")["spec"]["metrics"]]
-    assert names == ["triton:queue_compute:ratio", "trtllm:requests_waiting", "triton:pending_requests"]
+def test_the_defaults_scale_on_the_proven_signals_and_the_tutorials_ratio_only_when_asked(
+    files: list[Path], sets: list[str], names: list[str]
+) -> None:
+    assert _metric_names(render(files, sets)) == names
 
 
 @pytest.mark.parametrize(
     ("sets", "expected", "absent"),
     [
-        ([], ["failed the signals proof", "paired with the proven signal"], ["Warning: no proven signal"]),
-        (["autoscaling.metrics=null"], ["failed the signals proof", "Warning: no proven signal"], ["paired with"]),
-        (["autoscaling.metric.name="], [], ["failed the signals proof", "Warning: no proven signal"]),
+        ([], ["recorded but not scaled on"], ["paired with", "Warning: no proven signal"]),
+        (["autoscaling.metric.name=triton:queue_compute:ratio"], ["failed the signals proof", "paired with the proven"],
+         ["Warning: no proven signal", "recorded but not scaled on"]),
+        (["autoscaling.metric.name=triton:queue_compute:ratio", "autoscaling.metrics=null"],
+         ["failed the signals proof", "Warning: no proven signal"], ["paired with"]),
     ],
-    ids=["defaults", "ratio alone", "proven signals only"],
+    ids=["defaults", "the ratio paired", "the ratio alone"],
 )
 def test_notes_say_whether_the_ratio_failed_the_proof_and_what_it_is_paired_with(
     sets: list[str], expected: list[str], absent: list[str]

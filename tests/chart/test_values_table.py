@@ -112,16 +112,16 @@ def _hpa_metrics(objects: Objects) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("files", "sets", "metrics"),
     [
-        # The tutorials' ratio, paired with the signals the lab proved (docs/signals.md).
-        ([], [], [("triton:queue_compute:ratio", "1000m"), *PROVEN]),
+        # The signals the lab proved (docs/signals.md); the tutorials' ratio only where a values file asks.
+        ([], [], PROVEN),
         ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], [],
          [("triton:queue_compute:ratio", "1500m"), *PROVEN]),
         ([TUTORIAL_VALUES / "single" / "llama-3-70b-instruct_values.yaml"], [],
          [("triton:queue_compute:ratio", "3500m"), *PROVEN]),
         ([], ["autoscaling.metric.name=triton:request_duration:average", "autoscaling.metric.value=250000"],
          [("triton:request_duration:average", "250000"), *PROVEN]),
-        ([], ["autoscaling.metrics[0].name=trtllm:requests_waiting", "autoscaling.metrics[0].value=2"],
-         [("triton:queue_compute:ratio", "1000m"), ("trtllm:requests_waiting", "2")]),
+        ([], ["autoscaling.metric.name=triton:queue_compute:ratio", "autoscaling.metrics[0].name=trtllm:requests_waiting",
+              "autoscaling.metrics[0].value=2"], [("triton:queue_compute:ratio", "1000m"), ("trtllm:requests_waiting", "2")]),
         ([], ["autoscaling.metric.name=", "autoscaling.metrics[0].name=trtllm:kv_cache:utilization",
               "autoscaling.metrics[0].value=800m"], [("trtllm:kv_cache:utilization", "800m")]),
     ],
@@ -132,6 +132,19 @@ def test_hpa_reads_the_named_metrics_and_targets(files: list[Any], sets: list[st
     assert _hpa_metrics(objects) == metrics
     hpa = one(objects, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": RELEASE}
+
+
+@pytest.mark.parametrize(
+    ("sets", "behavior"),
+    [
+        ([], {"scaleDown": {"stabilizationWindowSeconds": 120,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}),
+        (["autoscaling.behavior=null"], None),
+    ],
+    ids=["a 120 s window, one pod a minute by default", "null: Kubernetes' defaults"],
+)
+def test_hpa_behavior_defaults_to_removing_one_pod_a_minute_after_a_shorter_window(sets: list[str], behavior: Any) -> None:
+    assert one(render(sets=sets), "HorizontalPodAutoscaler")["spec"].get("behavior") == behavior
 
 
 def test_hpa_replicas_and_behavior_pass_through() -> None:
@@ -160,7 +173,8 @@ def test_keda_engine_renders_a_scaled_object_instead_of_the_hpa() -> None:
     assert spec["scaleTargetRef"]["name"] == RELEASE
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 4)
     assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == {
-        "scaleUp": {"stabilizationWindowSeconds": 0}
+        "scaleUp": {"stabilizationWindowSeconds": 0},
+        "scaleDown": {"stabilizationWindowSeconds": 120, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
     }
     triggers = [(t["type"], t["metricType"], t["metadata"]["query"], t["metadata"]["threshold"])
                 for t in spec["triggers"]]

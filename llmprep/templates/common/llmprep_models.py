@@ -483,7 +483,9 @@ class StandinEngine:
                     job.done.set()
 
 
-def torch_step(vocab_size: int, device: str | None = None) -> Callable[[list[Job], list[Job]], list[int]]:
+def torch_step(
+    vocab_size: int, width: int = 256, layers: int = 4, device: str | None = None
+) -> Callable[[list[Job], list[Job]], list[int]]:
     """A step function that runs a real small transformer (random weights) with PyTorch.
 
     Imported lazily: PyTorch is optional. Each call runs one forward pass over the
@@ -499,11 +501,15 @@ def torch_step(vocab_size: int, device: str | None = None) -> Callable[[list[Job
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    width, window = 256, 64
-    embed = torch.nn.Embedding(vocab_size, width).to(dev)
-    layer = torch.nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=4 * width, batch_first=True)
-    body = torch.nn.TransformerEncoder(layer, num_layers=4).to(dev).eval()
-    head = torch.nn.Linear(width, vocab_size).to(dev)
+    window = 64
+    heads = 4 if width % 4 == 0 else 1
+    # Built on the device: initialising a large model on the CPU first would take longer than its start-up.
+    embed = torch.nn.Embedding(vocab_size, width, device=dev)
+    layer = torch.nn.TransformerEncoderLayer(
+        width, nhead=heads, dim_feedforward=4 * width, batch_first=True, device=dev
+    )
+    body = torch.nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False).eval()
+    head = torch.nn.Linear(width, vocab_size, device=dev)
     mask = torch.nn.Transformer.generate_square_subsequent_mask(window).to(dev)
 
     @torch.no_grad()

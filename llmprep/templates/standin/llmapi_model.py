@@ -59,7 +59,11 @@ class TritonPythonModel:
         )
         step = None
         if param(config, "standin_compute", "timing") == "torch":
-            step = torch_step(len(self.tokenizer))
+            step = torch_step(
+                len(self.tokenizer),
+                width=int(param(config, "standin_torch_width", "256")),
+                layers=int(param(config, "standin_torch_layers", "4")),
+            )
         self.engine = StandinEngine(cost, step)
         exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
         period = float(param(config, "stats_check_period_ms", "100")) / 1e3
