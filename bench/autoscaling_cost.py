@@ -28,7 +28,7 @@ exceeded the scenario's p95 target latency (`--slo-ms`, default 2000: about 4× 
 ~0.5 s on a 2-core machine, so one replica holds several clients and the maximum of 4 is not
 binding all day).
 
-    python -m bench.autoscaling_cost            # speed 3 (~20 min on 2 cores)
+    python -m bench.autoscaling_cost            # speed 3 (~32 min on 2 cores)
     python -m bench.autoscaling_cost --quick    # speed 10, short profile, seed only (smoke test)
 """
 

@@ -164,7 +164,7 @@ def default_lag(lags: Sequence[Lag], run: str) -> Lag | None:
         return None
     per_step: list[float | None] = []
     for index in range(len(mine[0].lags)):
-        got = [x.lags[index] for x in mine if x.lags[index] is not None]
+        got = [lag for x in mine if (lag := x.lags[index]) is not None]
         per_step.append(min(got) if got else None)
     parts = tuple(p for x in mine for p in x.parts)
     return Lag(run, parts, per_step, label=f"{DEFAULT}: first of " + ", ".join(f"`{n}` ≥ {t:g}" for n, t in parts))
@@ -244,10 +244,10 @@ def render(runs: Sequence[LabRun], lags: Sequence[Lag], steps_at: Sequence[float
     lines += ["", "Verdicts (issue 8: our default ≤ 1.5× the floor and ≤ 0.5× the seed's lag):", ""]
     seed_lag = float("nan")
     for run_name in ("seed", "seed, queue in Triton"):
-        lag = next((x for x in lags if x.run == run_name and x.parts == (("triton:queue_compute:ratio", 1.0),)), None)
-        if lag is None:
+        seed = next((x for x in lags if x.run == run_name and x.parts == (("triton:queue_compute:ratio", 1.0),)), None)
+        if seed is None:
             continue
-        status, value = _status(lag, by_run[run_name], steps_at)
+        status, value = _status(seed, by_run[run_name], steps_at)
         lines.append(f"- `triton:queue_compute:ratio` ≥ 1 (the seed's input), run `{run_name}`: {status}")
         if value == value and seed_lag != seed_lag:
             seed_lag = value

@@ -152,7 +152,9 @@ def test_hpa_replicas_and_behavior_pass_through() -> None:
                            "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600"])
     spec = one(objects, "HorizontalPodAutoscaler")["spec"]
     assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 9)
-    assert spec["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 600}}
+    # Helm merges maps: the chart's one-pod-a-minute policy stays beside the user's window.
+    assert spec["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 600,
+                                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
     assert "replicas" not in one(objects, "Deployment")["spec"]
 
 
