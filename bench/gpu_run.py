@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from bench._common import DOCS, command_line, machine_line, section_header, table, write_section
+from bench._common import DOCS, command_line, machine_line, section_header, spearman, table, write_section
 
 NAME = "gpu_run"
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,30 +289,6 @@ def _num(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
-
-
-def _ranks(values: Sequence[float]) -> list[float]:
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2.0
-        i = j + 1
-    return ranks
-
-
-def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    if len(xs) < 3:
-        return None
-    rx, ry = _ranks(xs), _ranks(ys)
-    try:
-        return statistics.correlation(rx, ry)
-    except statistics.StatisticsError:
-        return None
 
 
 def join_nvml(rows: Sequence[dict[str, str]], nvml: Sequence[dict[str, str]]) -> list[float | None]:
