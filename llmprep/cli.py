@@ -548,6 +548,24 @@ def serve_cmd(
     raise typer.Exit(serve.exec_plan(plan, log=lambda line: console.print(line, highlight=False)))
 
 
+@app.command("drain")
+def drain_cmd(
+    port: Annotated[
+        list[int], typer.Option("--port", min=1, max=65535, help="Inference port to watch (HTTP, gRPC); repeat.")
+    ],
+    pause: Annotated[
+        float, typer.Option("--pause", min=0, help="Seconds to keep serving first, while endpoints drop the pod.")
+    ] = 15.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Then at most this many seconds to wait for clients to leave.")
+    ] = 60.0,
+) -> None:
+    """preStop hook: serve on while endpoints drop the pod, then wait until no client is connected."""
+    from llmprep.drain import drain
+
+    drain(port, pause_s=pause, timeout_s=timeout, log=lambda line: console.print(line, highlight=False))
+
+
 # --- lab: the local autoscaling lab (llmprep/lab/) ---
 @app.command("lab")
 def lab_cmd(
@@ -644,12 +662,15 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
+    except Exception as exc:  # usage errors: click's, or (typer ≥ 0.2x) those of typer's own copy of click
         import click
 
-        if isinstance(exc, click.ClickException):
+        usage_errors: tuple[type[Exception], ...] = (click.ClickException,)
+        if hasattr(typer, "TyperException"):
+            usage_errors += (typer.TyperException,)
+        if isinstance(exc, usage_errors) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(int(getattr(exc, "exit_code", 2)))
         raise
     sys.exit(code if isinstance(code, int) else 0)
 

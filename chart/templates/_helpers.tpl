@@ -382,8 +382,9 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $tri.podSecurityContext | nindent 4 }}
-  # Endpoints drop the pod during preStop; then Triton drains for up to exitTimeoutSeconds.
-  terminationGracePeriodSeconds: {{ add $tri.preStopSeconds $tri.exitTimeoutSeconds 15 }}
+  # preStop: Endpoints drop the pod, then clients leave it (llmprep drain); then Triton drains for
+  # up to exitTimeoutSeconds.
+  terminationGracePeriodSeconds: {{ add $tri.preStopSeconds $tri.drainTimeoutSeconds $tri.exitTimeoutSeconds 15 }}
   affinity:
     nodeAffinity:
       requiredDuringSchedulingIgnoredDuringExecution:
@@ -506,7 +507,7 @@ spec:
           # Keep this pod's ranks alive while the leader drains its in-flight requests; the
           # leader's mpirun stops them afterwards.
           exec:
-            command: ["sleep", {{ add $tri.preStopSeconds $tri.exitTimeoutSeconds | quote }}]
+            command: ["sleep", {{ add $tri.preStopSeconds $tri.drainTimeoutSeconds $tri.exitTimeoutSeconds | quote }}]
       {{- else }}
       startupProbe:
         httpGet:
@@ -528,8 +529,10 @@ spec:
         failureThreshold: {{ $tri.probes.livenessFailureThreshold }}
       lifecycle:
         preStop:
+          # Serve while Endpoints drop the pod, then wait until no client is connected: a stopping
+          # Triton refuses an ensemble's next step, so a request still in flight would be lost.
           exec:
-            command: ["sleep", {{ $tri.preStopSeconds | quote }}]
+            command: ["llmprep", "drain", "--port", "8000", "--port", "8001", "--pause", {{ $tri.preStopSeconds | quote }}, "--timeout", {{ $tri.drainTimeoutSeconds | quote }}]
       {{- end }}
       {{- $triton := dict "cpu" (include "llmprep.cpu" $root) "memory" (include "llmprep.memory" $root) "ephemeral-storage" $tri.resources.ephemeralStorage "nvidia.com/gpu" $gpus }}
       resources:

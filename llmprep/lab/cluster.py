@@ -3,8 +3,9 @@
 `scale(n)` sets the Deployment's `spec.replicas`. A new replica is a process on free ports;
 it counts as ready only once `/v2/health/ready` answers (polled every readiness period, as
 the kubelet's probe), and only then enters the front's rotation. A removed replica is taken
-out of the front first (the Endpoints update), then after the preStop pause gets SIGTERM so
-Triton drains its in-flight requests, then is stopped and no longer scraped. Which replica
+out of the front first (the Endpoints update), then runs the chart's preStop hook (`llmprep
+drain`: the pause, then until its clients have left), then gets SIGTERM so Triton drains its
+in-flight requests, then is stopped and no longer scraped. Which replica
 goes follows the ReplicaSet's choice: not-ready ones first, then the newest.
 
 Every process runs in its own process group; `shutdown()` stops them all, and
@@ -119,7 +120,7 @@ class Event:
     """Something the cluster did, for the report's timeline."""
 
     time: float
-    kind: str  # created, ready, removed-from-front, sigterm, stopped, failed
+    kind: str  # created, ready, removed-from-front, drained, sigterm, stopped, failed
     replica: str
     detail: str = ""
 
@@ -136,6 +137,9 @@ class ClusterConfig:
     protocol: str = "grpc"
     readiness_period_s: float = 1.0  # lab seconds
     pre_stop_s: float = 0.0  # lab seconds
+    # The chart's preStop hook is `llmprep drain`: after the pause, wait up to this long (lab seconds)
+    # for clients to close their connections to the replica. None: the hook only sleeps the pause.
+    drain_timeout_s: float | None = None
     exit_timeout_s: int = 10
     start_timeout_s: float = 180.0
     command: Callable[[ClusterConfig, Replica], list[str]] | None = None
@@ -269,17 +273,38 @@ class Cluster:
         self._threads.append(thread)
         thread.start()
 
-    def _terminate(self, replica: Replica) -> None:
-        """preStop pause, SIGTERM (Triton drains in-flight requests), wait, SIGKILL past the grace period."""
+    def _pre_stop(self, replica: Replica) -> None:
+        """The chart's preStop hook: the real `llmprep drain` on the replica's ports, or the pause alone."""
         config = self.config
-        if config.pre_stop_s > 0:
-            time.sleep(config.pre_stop_s)
+        if config.drain_timeout_s is None:
+            if config.pre_stop_s > 0:
+                time.sleep(config.pre_stop_s)
+            return
+        argv = [sys.executable, "-m", "llmprep.cli", "drain", "--port", str(replica.http_port),
+                "--port", str(replica.grpc_port), "--pause", f"{config.pre_stop_s:g}",
+                "--timeout", f"{config.drain_timeout_s:g}"]
+        limit = config.pre_stop_s + config.drain_timeout_s + 30  # the kubelet's grace period guards a hook too
+        try:
+            with replica.log_path.open("ab") as log:
+                done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      timeout=limit, check=False)
+            detail = f"exit code {done.returncode}"
+        except subprocess.TimeoutExpired:
+            detail = f"hook killed after {limit:g} s"
+        self._event("drained", replica, detail)
+
+    def _terminate(self, replica: Replica) -> None:
+        """preStop hook, SIGTERM (Triton drains in-flight requests), wait, SIGKILL past the grace period."""
+        config = self.config
+        self._pre_stop(replica)
         proc = replica.proc
         if proc is not None and proc.poll() is None:
             replica.sigterm_at = self._clock()
             self._event("sigterm", replica)
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
+                # The kubelet signals the container's main process only (`llmprep serve` execs
+                # tritonserver); Triton stops its Python backend stubs itself.
+                os.kill(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             try:

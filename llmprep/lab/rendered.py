@@ -57,6 +57,7 @@ class LabSetup:
     speed: float
     compressed: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # key -> (cluster, lab)
     rate_window_s: float | None = None  # lab time (after compression)
+    drain_timeout_s: float | None = None  # cluster time; None: the preStop hook only sleeps
 
 
 def _get(doc: Mapping[str, Any], dotted: str) -> Any:
@@ -191,7 +192,7 @@ def extract(
     container = _container(deployment)
     readiness = (container.get("readinessProbe") or {}).get("periodSeconds", 10)  # Kubernetes' default
     pre_stop_cmd = ((container.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command") or []
-    pre_stop = float(pre_stop_cmd[1]) if len(pre_stop_cmd) == 2 and pre_stop_cmd[0] == "sleep" else 0.0
+    pre_stop, drain_timeout = _pre_stop_hook([str(a) for a in pre_stop_cmd])
     exit_timeout = _flag(container.get("command", []) + container.get("args", []), "--exit-timeout-secs")
     labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
     recorded = tuple(r["record"] for g in groups for r in g.get("rules", []) if "record" in r)
@@ -211,9 +212,22 @@ def extract(
         readiness_period_s=float(readiness),
         pre_stop_s=pre_stop,
         exit_timeout_s=int(exit_timeout) if exit_timeout is not None else 30,
+        drain_timeout_s=drain_timeout,
         speed=speed,
         compressed=dict(compressed or {}),
     )
+
+
+def _pre_stop_hook(argv: Sequence[str]) -> tuple[float, float | None]:
+    """(pause, drain timeout or None) of the container's preStop: `sleep N` or `llmprep drain ...`."""
+    if len(argv) == 2 and argv[0] == "sleep":
+        return _seconds(argv[1], "preStop sleep"), None
+    if argv[:2] == ["llmprep", "drain"]:
+        pause = _flag(argv, "--pause")
+        timeout = _flag(argv, "--timeout")
+        return (_seconds(pause if pause is not None else "15", "preStop drain --pause"),
+                _seconds(timeout if timeout is not None else "60", "preStop drain --timeout"))
+    return 0.0, None
 
 
 def prepare(scenario: Scenario, chart_dir: Path | None = None) -> LabSetup:

@@ -281,6 +281,7 @@ def run_lab(
                     workdir=out_dir / "logs", protocol=scenario.load.protocol,
                     readiness_period_s=max(setup.readiness_period_s / speed, 0.1),
                     pre_stop_s=setup.pre_stop_s / speed, exit_timeout_s=setup.exit_timeout_s,
+                    drain_timeout_s=None if setup.drain_timeout_s is None else setup.drain_timeout_s / speed,
                     start_timeout_s=START_TIMEOUT_S,
                 ),
                 front=front, set_scrape_targets=scrape,
@@ -489,6 +490,7 @@ def _build_report(
         "scale_down_stabilization_s": scale_down_window,
         "readiness_period_s": setup.readiness_period_s / speed,
         "pre_stop_s": setup.pre_stop_s / speed,
+        "drain_timeout_s": None if setup.drain_timeout_s is None else setup.drain_timeout_s / speed,
         "exit_timeout_s": setup.exit_timeout_s,
         "compressed_values": {k: {"cluster": v[0], "lab": v[1]} for k, v in setup.compressed.items()},
         "hpa": {

@@ -212,6 +212,11 @@ class LoadGenerator:
         return self._latest
 
     @property
+    def t0(self) -> float:
+        """`time.perf_counter()` when the run began (0 before): every `Sample.start` counts from it."""
+        return self._t0
+
+    @property
     def in_flight(self) -> int:
         return self._in_flight
 

@@ -457,12 +457,15 @@ def test_only_workers_get_a_writable_sshd_run_folder(base: Objects) -> None:
 
 @pytest.mark.parametrize("exit_timeout", [30, 60, 300])
 def test_grace_period_covers_the_drain_and_workers_outlive_the_leaders_drain(exit_timeout: int) -> None:
-    objects = render(sets=[*BASE, f"triton.exitTimeoutSeconds={exit_timeout}", "triton.preStopSeconds=15"])
+    objects = render(sets=[*BASE, f"triton.exitTimeoutSeconds={exit_timeout}", "triton.preStopSeconds=15",
+                           "triton.drainTimeoutSeconds=40"])
     for role in ("leader", "worker"):
         spec = _template(objects, role)["spec"]
-        assert spec["terminationGracePeriodSeconds"] >= exit_timeout + 30
+        assert spec["terminationGracePeriodSeconds"] >= 15 + 40 + exit_timeout + 15
+    leader_hook = _container(objects, "leader")["lifecycle"]["preStop"]["exec"]["command"]
+    assert leader_hook[:2] == ["llmprep", "drain"] and leader_hook[-4:] == ["--pause", "15", "--timeout", "40"]
     worker_sleep = int(_container(objects, "worker")["lifecycle"]["preStop"]["exec"]["command"][1])
-    assert worker_sleep >= 15 + exit_timeout
+    assert worker_sleep >= 15 + 40 + exit_timeout  # the leader's whole preStop, then its drain
     assert worker_sleep < _template(objects, "worker")["spec"]["terminationGracePeriodSeconds"]
 
 

@@ -275,9 +275,22 @@ def test_probes_and_the_drain_fit_inside_the_grace_period(defaults: Objects) -> 
     assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     startup = triton["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800  # a cold engine load
-    pre_stop = int(triton["lifecycle"]["preStop"]["exec"]["command"][1])
+    hook = triton["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:6] == ["llmprep", "drain", "--port", "8000", "--port", "8001"]  # HTTP and gRPC, not metrics
+    pause, wait = int(hook[hook.index("--pause") + 1]), int(hook[hook.index("--timeout") + 1])
+    assert (pause, wait) == (15, 60)
     grace = _pod(defaults)["spec"]["terminationGracePeriodSeconds"]
-    assert grace > pre_stop + int(triton["command"][-1])
+    assert grace > pause + wait + int(triton["command"][-1])
+
+
+@pytest.mark.parametrize(("pre_stop", "drain", "exit_timeout"), [(0, 0, 0), (5, 300, 30), (30, 10, 600)])
+def test_the_grace_period_is_the_pause_plus_the_drain_plus_the_exit_timeout(pre_stop: int, drain: int,
+                                                                            exit_timeout: int) -> None:
+    objects = render(sets=[f"triton.preStopSeconds={pre_stop}", f"triton.drainTimeoutSeconds={drain}",
+                           f"triton.exitTimeoutSeconds={exit_timeout}"])
+    hook = container(objects)["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[-4:] == ["--pause", str(pre_stop), "--timeout", str(drain)]
+    assert _pod(objects)["spec"]["terminationGracePeriodSeconds"] == pre_stop + drain + exit_timeout + 15
 
 
 def test_pods_run_as_non_root_with_a_read_only_root_and_no_capabilities(defaults: Objects) -> None:

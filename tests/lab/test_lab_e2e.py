@@ -66,11 +66,6 @@ def test_replicas_return_to_one_after_the_surge(lab: LabResult) -> None:
     assert (last["replicas_current"], last["replicas_ready"], last["replicas_draining"]) == (1, 1, 0)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, found 2026-12-03, failed 2 of 3 runs: with the proven signals as the only HPA inputs, replicas "
-    "are removed during the load, and requests on a removed replica can fail 'unavailable' after ~25 s (18 of "
-    "~600 here); with the ratio among the inputs no replica left during the load. Likely the drain does not "
-    "wait for requests queued inside the engine; to fix first (issue 8's closing note)"))
 def test_no_request_fails_while_replicas_come_and_go(lab: LabResult) -> None:
     assert lab.report.summary["requests"] > 100
     assert lab.report.summary["failed_requests"] == 0

@@ -59,6 +59,7 @@ def test_the_deployment_gives_probe_period_prestop_and_drain_time(default: Scena
     deployment = next(o for o in setup.objects if o["kind"] == "Deployment")
     probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["periodSeconds"]
     assert (setup.readiness_period_s, setup.pre_stop_s, setup.exit_timeout_s) == (probe, 5.0, 10)
+    assert setup.drain_timeout_s == 60.0  # the chart's default `llmprep drain --timeout`
     assert setup.deployment == "lab" and setup.recorded
 
 
