@@ -18,7 +18,12 @@ rules, the Kubernetes HPA algorithm on the chart's HPA spec), in one command:
    - `waiting target 5` and `waiting target 5, 60 s window only`: `trtllm:requests_waiting` at a
      target tuned for this scenario's SLO (one replica holds ~12 clients within it: 4 running, up
      to ~8 waiting; 5 leaves headroom), with the chart's behavior, and with a 60 s window and
-     Kubernetes' scale-down policy (the cheapest setting the exploratory runs found).
+     Kubernetes' scale-down policy;
+   - `in-engine target 10` and `in-engine target 10, 60 s window only`: a load-proportional input,
+     `trtllm:requests_in_engine` (active + waiting) ≥ 10 per pod in place of the waiting count —
+     the HPA's rule `ceil(replicas × value / target)` sizes replicas in proportion to the load
+     only when the value is proportional to it; the waiting count is 0 until a replica is full —
+     with the chart's behavior, and with a 60 s window and Kubernetes' scale-down policy.
 3. The oracle: each second, the fewest replicas (within min..max) whose measured capacity covers
    the profile's clients at that second; its replica-seconds over the load.
 
@@ -28,7 +33,7 @@ exceeded the scenario's p95 target latency (`--slo-ms`, default 2000: about 4× 
 ~0.5 s on a 2-core machine, so one replica holds several clients and the maximum of 4 is not
 binding all day).
 
-    python -m bench.autoscaling_cost            # speed 3 (~32 min on 2 cores)
+    python -m bench.autoscaling_cost            # speed 3 (~55 min on 2 cores)
     python -m bench.autoscaling_cost --quick    # speed 10, short profile, seed only (smoke test)
 """
 
@@ -45,6 +50,7 @@ from bench._common import DOCS, command_line, fmt, percentile, section_header, t
 from bench._lab import SEED_METRIC, LabConfig, LabRun, chart_defaults, lab_values, profile_duration, run_config, workdir
 
 NAME = "autoscaling_cost"
+IN_ENGINE = ("trtllm:requests_in_engine", "10")
 MIN_REPLICAS, MAX_REPLICAS = 1, 4
 
 
@@ -106,7 +112,19 @@ def configurations() -> list[LabConfig]:
             _retarget(chart_metrics, "trtllm:requests_waiting", "5"),
             {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": None}}, chart["metric"] or None),
                   note="a target for this scenario's SLO, a 60 s scale-down window and Kubernetes' scale-down policy"),
+        LabConfig("in-engine target 10", _hpa(_replace(chart_metrics, "trtllm:requests_waiting", IN_ENGINE),
+                                              chart["behavior"] or None, chart["metric"] or None),
+                  note="a load-proportional input, requests in the engine (active + waiting) ≥ 10 per pod "
+                       "(one replica holds 12 clients within the SLO), with the chart's behavior"),
+        LabConfig("in-engine target 10, 60 s window only", _hpa(
+            _replace(chart_metrics, "trtllm:requests_waiting", IN_ENGINE),
+            {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": None}}, chart["metric"] or None),
+                  note="the same input, a 60 s scale-down window and Kubernetes' scale-down policy"),
     ]
+
+
+def _replace(metrics: Sequence[tuple[str, str]], name: str, new: tuple[str, str]) -> list[tuple[str, str]]:
+    return [new if n == name else (n, v) for n, v in metrics]
 
 
 def _retarget(metrics: Sequence[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
@@ -216,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slo-ms", type=float, default=2000.0, help="p95 end-to-end latency target (ms)")
     parser.add_argument("--out", type=Path, default=DOCS, help="Markdown file whose section is written")
     parser.add_argument("--keep", type=Path, help="copy the lab reports (report.md, lab.png, CSV) here")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only these configurations (exploring; give --out elsewhere than the docs)")
     args = parser.parse_args(argv)
     speed = 10.0 if args.quick else args.speed
     slo_s = args.slo_ms / 1000.0
@@ -225,6 +245,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages = diurnal_stages(0.15 if args.quick else 1.0)
     duration = profile_duration(stages)
     configs = configurations()[:1] if args.quick else configurations()
+    if args.only:
+        unknown = set(args.only) - {c.name for c in configs}
+        if unknown:
+            parser.error(f"--only: no configuration named {', '.join(sorted(unknown))}")
+        if args.out == DOCS:
+            parser.error("--only: a partial run must not replace the docs' table; give --out")
+        configs = [c for c in configs if c.name in args.only]
     capacity_config = LabConfig("capacity", {"autoscaling": {"replicas": {"minimum": 1, "maximum": 1},
                                                              "metric": dict(SEED_METRIC), "metrics": []}})
     costs: list[tuple[LabRun, dict[str, Any]]] = []

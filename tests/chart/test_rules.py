@@ -89,13 +89,15 @@ def _triton_pod(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
 
 
 # Expected per pod j: ratio sum_i (i+1)(j+1) = 10(j+1); request duration 2500(j+1) µs; compute 100/(j+1) µs;
-# pending sum_i (i+j) = 6+4j; waiting 3+j; KV-cache 0.25(j+1).
+# pending sum_i (i+j) = 6+4j; waiting 3+j; in the engine: waiting + active 8 (scheduled is part of active);
+# KV-cache 0.25(j+1).
 EXPECTED = {
     "triton:queue_compute:ratio": (10, 20),
     "triton:request_duration:average": (2500, 5000),
     "triton:compute_duration:average": (100, 50),
     "triton:pending_requests": (6, 10),
     "trtllm:requests_waiting": (3, 4),
+    "trtllm:requests_in_engine": (11, 12),
     "trtllm:kv_cache:utilization": (0.25, 0.5),
 }
 

@@ -20,6 +20,7 @@ SIGNALS = (
     "triton:compute_duration:average",
     "triton:pending_requests",
     "trtllm:requests_waiting",
+    "trtllm:requests_in_engine",
     "trtllm:kv_cache:utilization",
 )
 NAMESPACE = "llm"
