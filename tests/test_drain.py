@@ -13,7 +13,7 @@ import pytest
 
 from llmprep.drain import drain, established
 from llmprep.errors import UsageError
-from tests.conftest import run_cli
+from tests.conftest import FakeClock, run_cli
 
 
 @contextmanager
@@ -59,17 +59,6 @@ def test_established_reads_the_kernels_table_format(tmp_path: Path) -> None:
     )
     assert established([8001], tables=[table, tmp_path / "missing-tcp6"]) == 1
     assert established([8001, 8002], tables=[table]) == 2
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def run_drain(counts: Sequence[int], *, pause: float = 5, timeout: float = 10) -> tuple[object, list[str], float]:

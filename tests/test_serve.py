@@ -40,7 +40,7 @@ from llmprep.serve import (
     wait_for_workers,
 )
 from llmprep.triton import TritonInstall, http_ok
-from tests.conftest import ROOT, free_port, run_cli
+from tests.conftest import ROOT, FakeClock, free_port, run_cli
 
 GOLDEN = ROOT / "tests" / "data" / "serve_golden"
 ECHO_REPO = ROOT / "tests" / "data" / "echo_repo"
@@ -281,17 +281,6 @@ def test_hostfile_gives_each_pod_its_gpus_leader_first() -> None:
 def test_the_leader_waits_for_the_worker_sshd_ports() -> None:
     plan = _compose("engine", 8, 4, pods=4)
     assert plan.wait_for == ("llm-0-1.llm.default:2222", "llm-0-2.llm.default:2222", "llm-0-3.llm.default:2222")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_waiting_for_workers_times_out_naming_the_missing_hosts() -> None:
