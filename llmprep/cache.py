@@ -38,6 +38,12 @@ MUTABLE_DIR = "caches"
 KEY_LENGTH = 16
 # Write errors that mean the volume (or the process's file-size limit) is full.
 _FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def write_error(what: str, folder: Path, exc: OSError) -> CacheError:
+    """The one-line error for a failed write of a cache entry (a full volume says so)."""
+    hint = "the volume is full: free space or enlarge it" if exc.errno in _FULL else "check the volume"
+    return CacheError(f"{what}: cannot write the entry in {folder} ({exc.strerror or exc}); {hint}, then run again")
 DEFAULT_LOCK_TIMEOUT = 3600.0
 POLL_SECONDS = 0.2
 
@@ -251,11 +257,7 @@ def ensure_entry(
         except OSError as exc:
             # A full volume (ENOSPC, EFBIG, EDQUOT) while writing the entry: one line, nothing left behind.
             shutil.rmtree(partial, ignore_errors=True)
-            hint = "the volume is full: free space or enlarge it" if exc.errno in _FULL else "check the volume"
-            raise CacheError(
-                f"{final.parent.name}/{key}: cannot write the entry in {final.parent} ({exc.strerror or exc}); "
-                f"{hint}, then run again"
-            ) from None
+            raise write_error(f"{final.parent.name}/{key}", final.parent, exc) from None
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

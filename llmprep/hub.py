@@ -197,11 +197,15 @@ def _offline_listing(hub: Path, repo: str, revision: str) -> tuple[str, list[str
 def _online_listing(repo: str, revision: str, token: str | None) -> tuple[str, list[str]]:
     from huggingface_hub import HfApi
 
-    info = HfApi().repo_info(repo, revision=revision, token=token)
-    sha = getattr(info, "sha", None)
+    try:
+        info = HfApi().repo_info(repo, revision=revision, token=token)
+        sha = getattr(info, "sha", None)
+        files = [str(s.rfilename) for s in (getattr(info, "siblings", None) or [])]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not the shape it should be
+        raise HubError(f"{repo}@{revision}: the Hub's description of the repository could not be read "
+                       f"({type(exc).__name__}); try again later, or check HF_ENDPOINT") from None
     if not sha:
         raise HubError(f"{repo}@{revision}: the Hub did not say which commit this is")
-    files = [s.rfilename for s in (getattr(info, "siblings", None) or [])]
     return sha, files
 
 
@@ -265,6 +269,9 @@ def download(
             if final.exists():
                 shutil.rmtree(final)  # incomplete: its sizes did not verify above
             os.rename(partial, final)
+        except OSError as exc:  # a full volume while assembling: one line, nothing partial left
+            shutil.rmtree(partial, ignore_errors=True)
+            raise cache.write_error(f"checkpoint {repo}@{commit[:12]}", final.parent, exc) from None
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise

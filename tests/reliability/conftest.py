@@ -193,7 +193,8 @@ class FakeHub:
 
     url: str
     requests: list[tuple[str, str, str | None]]  # method, path, Authorization header
-    mode: dict[str, Any]  # "fail": None | (status, error code, body); "delay": seconds per file download
+    # "fail": None | (status, error code, body); "delay": seconds per file download; "info": the model info body
+    mode: dict[str, Any]
 
 
 def _hub_handler(files: dict[str, bytes], commit: str, hub: FakeHub) -> type[BaseHTTPRequestHandler]:
@@ -220,6 +221,8 @@ def _hub_handler(files: dict[str, bytes], commit: str, hub: FakeHub) -> type[Bas
                 tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                         for name, data in files.items()]
                 self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
+            elif path.startswith("/api/models/") and "info" in hub.mode:  # a garbled answer, status 200
+                self._send(200, hub.mode["info"].encode(), {"Content-Type": "application/json"}, head)
             elif path.startswith("/api/models/"):
                 info = {"id": REPO, "sha": commit, "siblings": [{"rfilename": name} for name in files]}
                 self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"}, head)

@@ -5,9 +5,11 @@ only TensorRT-LLM is the double (tests/doubles)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep import cache, prepare
+from llmprep import cache, hub, prepare
 from llmprep.errors import CacheError
 from llmprep.spec import parse_spec
 from tests.reliability.conftest import REPO, Bench, broken_looking_valid, entry_dirs, kill_tree, leftovers
@@ -242,3 +244,19 @@ def test_a_volume_that_fills_during_the_build_leaves_no_valid_looking_entry(
     after = bench.run(env=env)
     assert after.returncode == 0, after.stderr
     assert_served_entry_is_whole(recover(bench))
+
+
+def test_a_volume_that_fills_while_the_checkpoint_is_assembled_is_one_line_and_leaves_nothing(bench: Bench) -> None:
+    # Files are hard-linked from the Hub cache (no data written); the record of their sizes is the write that fails.
+    full = subprocess.run(
+        [sys.executable, "-m", "llmprep.cli", "download", "--set", f"model.name={REPO}", "--cache", str(bench.cache_dir),
+         "--hub-cache", str(bench.hub_root), "--offline"],
+        capture_output=True, text=True, env={**os.environ, **bench.release.env}, timeout=120,
+        preexec_fn=file_size_limit(100),
+    )
+    assert full.returncode == 1, full.stderr
+    error_lines = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and not own_traceback(full.stderr), full.stderr[-3000:]
+    assert "the volume is full: free space or enlarge it" in error_lines[0]
+    assert broken_looking_valid(bench.cache_dir) == [] and leftovers(bench.cache_dir) == []
+    assert hub.find_checkpoint(bench.cache_dir, REPO, "main") is None

@@ -185,3 +185,26 @@ def test_load_reports_never_carry_the_token(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert CANARY not in done.stdout + done.stderr
     assert files_containing(tmp_path, CANARY) == []
+
+
+GARBLED_INFO = [
+    ("<html>maintenance</html>", "not JSON"),
+    ('{"id": "acme/tiny-llama", "sha": "abc", "siblings": [{"name": "config.json"}]}', "a sibling without rfilename"),
+    ('{"id": "acme/tiny-llama", "sha": "abc", "siblings": "config.json"}', "siblings not a list"),
+    ('["acme/tiny-llama"]', "a list"),
+]
+
+
+@pytest.mark.parametrize(("body", "what"), GARBLED_INFO, ids=[g[1] for g in GARBLED_INFO])
+def test_a_garbled_answer_from_the_hub_is_one_line_without_a_traceback(
+    bench: Bench, fake_hub: FakeHub, tmp_path: Path, body: str, what: str
+) -> None:
+    fake_hub.mode["info"] = body
+    done = run_cli("download", "--set", f"model.name={REPO}", "--cache", str(bench.cache_dir),
+                   "--token-file", str(token_file(tmp_path)), env=online_env(bench, fake_hub), timeout=120)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "could not be read" in errors[0] or "did not say which commit" in errors[0]
+    assert CANARY not in done.stdout + done.stderr
+    assert not any(bench.cache_dir.glob("hf/**/config.json"))  # nothing that looks like a checkpoint
