@@ -120,8 +120,8 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def fmt(value: float, digits: int = 2) -> str:
-    return "–" if value != value else f"{value:.{digits}f}"  # NaN prints as a dash
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None or value != value else f"{value:.{digits}f}"  # None and NaN print as a dash
 
 
 def _ranks(values: Sequence[float]) -> list[float]:

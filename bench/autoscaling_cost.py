@@ -96,39 +96,36 @@ def _hpa(metrics: Sequence[tuple[str, str]], behavior: dict[str, Any] | None, me
 def configurations() -> list[LabConfig]:
     chart = chart_autoscaling()
     chart_metrics = [(str(m["name"]), str(m["value"])) for m in chart["metrics"]]
+    metric, behavior = chart["metric"] or None, chart["behavior"] or None
+    waiting_5 = _replace(chart_metrics, "trtllm:requests_waiting", ("trtllm:requests_waiting", "5"))
+    in_engine = _replace(chart_metrics, "trtllm:requests_waiting", IN_ENGINE)
     return [
         LabConfig("seed", _hpa([], None, dict(SEED_METRIC)), note="tutorial HPA input, Kubernetes' default behavior"),
-        LabConfig("chart defaults", _hpa(chart_metrics, chart["behavior"] or None, chart["metric"] or None),
+        LabConfig("chart defaults", _hpa(chart_metrics, behavior, metric),
                   note="the chart's default HPA inputs and behavior, as shipped"),
-        LabConfig("chart inputs, Kubernetes' behavior", _hpa(chart_metrics, None, chart["metric"] or None),
+        LabConfig("chart inputs, Kubernetes' behavior", _hpa(chart_metrics, None, metric),
                   note="the chart's HPA inputs with behavior: null (a 300 s scale-down window, any number of pods)"),
-        LabConfig("chart inputs, 120 s window only", _hpa(chart_metrics, {"scaleDown": {
-            "stabilizationWindowSeconds": 120, "policies": None}}, chart["metric"] or None),
+        LabConfig("chart inputs, 120 s window only", _hpa(chart_metrics, _window_only(120), metric),
                   note="the chart's HPA inputs with the 120 s window but Kubernetes' scale-down policy"),
-        LabConfig("waiting target 5", _hpa(_retarget(chart_metrics, "trtllm:requests_waiting", "5"),
-                                              chart["behavior"] or None, chart["metric"] or None),
+        LabConfig("waiting target 5", _hpa(waiting_5, behavior, metric),
                   note="a target for this scenario's SLO, the chart's behavior"),
-        LabConfig("waiting target 5, 60 s window only", _hpa(
-            _retarget(chart_metrics, "trtllm:requests_waiting", "5"),
-            {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": None}}, chart["metric"] or None),
+        LabConfig("waiting target 5, 60 s window only", _hpa(waiting_5, _window_only(60), metric),
                   note="a target for this scenario's SLO, a 60 s scale-down window and Kubernetes' scale-down policy"),
-        LabConfig("in-engine target 10", _hpa(_replace(chart_metrics, "trtllm:requests_waiting", IN_ENGINE),
-                                              chart["behavior"] or None, chart["metric"] or None),
+        LabConfig("in-engine target 10", _hpa(in_engine, behavior, metric),
                   note="a load-proportional input, requests in the engine (active + waiting) ≥ 10 per pod "
                        "(one replica holds 12 clients within the SLO), with the chart's behavior"),
-        LabConfig("in-engine target 10, 60 s window only", _hpa(
-            _replace(chart_metrics, "trtllm:requests_waiting", IN_ENGINE),
-            {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": None}}, chart["metric"] or None),
+        LabConfig("in-engine target 10, 60 s window only", _hpa(in_engine, _window_only(60), metric),
                   note="the same input, a 60 s scale-down window and Kubernetes' scale-down policy"),
     ]
 
 
+def _window_only(seconds: int) -> dict[str, Any]:
+    """A scale-down window with Kubernetes' scale-down policy (`policies: null` drops the chart's)."""
+    return {"scaleDown": {"stabilizationWindowSeconds": seconds, "policies": None}}
+
+
 def _replace(metrics: Sequence[tuple[str, str]], name: str, new: tuple[str, str]) -> list[tuple[str, str]]:
     return [new if n == name else (n, v) for n, v in metrics]
-
-
-def _retarget(metrics: Sequence[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
-    return [(n, value if n == name else v) for n, v in metrics]
 
 
 def capacity(run: LabRun, levels: Sequence[int], hold_s: float, slo_s: float, skip_s: float) -> tuple[int, list[list[Any]]]:

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from bench._common import DOCS, command_line, machine_line, section_header, spearman, table, write_section
+from bench._common import DOCS, command_line, fmt, machine_line, section_header, spearman, table, write_section
 
 NAME = "gpu_run"
 ROOT = Path(__file__).resolve().parent.parent
@@ -424,10 +424,6 @@ def plot(analysis: Mapping[str, Any], path: Path, speed: float) -> None:
     tmp.replace(path)
 
 
-def _f(value: Any, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def render_section(src: Path, analysis: Mapping[str, Any], calib: Mapping[str, Any] | None, command: str,
                    machine: str, date: str, plot_name: str) -> str:
     meta = analysis["meta"]
@@ -461,7 +457,7 @@ def render_section(src: Path, analysis: Mapping[str, Any], calib: Mapping[str, A
                   "function back to back (`python -m bench.gpu_run calibrate`); N processes = N replicas sharing "
                   "the GPU.", ""]
         crow = [[r["width"], r["layers"], r["params_m"], r["batch"], r["processes"], r["ms_per_step"],
-                 r["steps_per_s_total"], _f(r["gpu_util_pct"], 0)] for r in calib["rows"]]
+                 r["steps_per_s_total"], fmt(r["gpu_util_pct"], 0)] for r in calib["rows"]]
         lines += [table(["width", "layers", "M params", "batch", "processes", "ms/step (each)",
                          "steps/s (all)", "GPU util %"], crow), ""]
     lines += ["### Load, replicas and signals per phase", "",
@@ -469,10 +465,10 @@ def render_section(src: Path, analysis: Mapping[str, Any], calib: Mapping[str, A
               "(its first 3 s left out); signals are the per-pod averages Prometheus recorded.", ""]
     prow = []
     for p in analysis["phases"]:
-        prow.append([p["phase"], f"{p['start']:.0f}–{p['end']:.0f}", _f(p["clients_mean"], 1),
-                     _f(p["replicas_mean"], 2), _f(p["gpu_util_mean"], 0), _f(p["gpu_util_sd"], 0),
-                     _f(p["triton:queue_compute:ratio_mean"], 3), _f(p["trtllm:requests_waiting_mean"], 2),
-                     _f(p["triton:pending_requests_mean"], 2), _f(p["ok_per_s_mean"], 1), _f(p["e2e_p95_mean"], 2)])
+        prow.append([p["phase"], f"{p['start']:.0f}–{p['end']:.0f}", fmt(p["clients_mean"], 1),
+                     fmt(p["replicas_mean"], 2), fmt(p["gpu_util_mean"], 0), fmt(p["gpu_util_sd"], 0),
+                     fmt(p["triton:queue_compute:ratio_mean"], 3), fmt(p["trtllm:requests_waiting_mean"], 2),
+                     fmt(p["triton:pending_requests_mean"], 2), fmt(p["ok_per_s_mean"], 1), fmt(p["e2e_p95_mean"], 2)])
     lines += [table(["phase", "lab s", "clients", "replicas ready", "GPU util % mean", "GPU util % sd (1 s)",
                      "queue:compute", "requests waiting", "pending", "requests/s", "p95 e2e s"], prow), ""]
     lines += ["### Which signal follows the load", "",
@@ -481,13 +477,13 @@ def render_section(src: Path, analysis: Mapping[str, Any], calib: Mapping[str, A
     qrow = []
     names = {"gpu_util": "GPU utilisation (NVML)"}
     for key, q in analysis["quality"].items():
-        qrow.append([names.get(key, f"`{key}`"), _f(q["rho_clients"]), _f(q["rho_p95"])])
+        qrow.append([names.get(key, f"`{key}`"), fmt(q["rho_clients"]), fmt(q["rho_p95"])])
     lines += [table(["signal", "ρ with clients", "ρ with p95 latency"], qrow), ""]
     summary = report.get("summary") or {}
     lines += [f"Lab report: peak replicas {summary.get('peak_replicas', '–')}, requests "
               f"{summary.get('requests', '–')} ({summary.get('failed_requests', '–')} failed), p95 end-to-end "
-              f"{_f(summary.get('e2e_p95_s'))} s; surge → scale-up decision {_f(summary.get('surge_to_decision_s'), 1)}"
-              f" lab s, → new replica ready {_f(summary.get('surge_to_ready_s'), 1)} lab s; replica-seconds "
+              f"{fmt(summary.get('e2e_p95_s'))} s; surge → scale-up decision {fmt(summary.get('surge_to_decision_s'), 1)}"
+              f" lab s, → new replica ready {fmt(summary.get('surge_to_ready_s'), 1)} lab s; replica-seconds "
               f"{summary.get('replica_seconds', '–')}. NVML samples: {analysis['nvml_samples']}"
               + (f" (NVML error: {meta['nvml_error']})" if meta.get("nvml_error") else "") + ".", "",
               f"![GPU run: load and replicas, GPU utilisation, queue:compute vs requests waiting, p95]"

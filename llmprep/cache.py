@@ -38,14 +38,14 @@ MUTABLE_DIR = "caches"
 KEY_LENGTH = 16
 # Write errors that mean the volume (or the process's file-size limit) is full.
 _FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+DEFAULT_LOCK_TIMEOUT = 3600.0
+POLL_SECONDS = 0.2
 
 
 def write_error(what: str, folder: Path, exc: OSError) -> CacheError:
     """The one-line error for a failed write of a cache entry (a full volume says so)."""
     hint = "the volume is full: free space or enlarge it" if exc.errno in _FULL else "check the volume"
     return CacheError(f"{what}: cannot write the entry in {folder} ({exc.strerror or exc}); {hint}, then run again")
-DEFAULT_LOCK_TIMEOUT = 3600.0
-POLL_SECONDS = 0.2
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:

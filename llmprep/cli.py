@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from llmprep import __version__
+from llmprep.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
 from llmprep.errors import LlmprepError
 from llmprep.spec import ModelSpec, dump_spec, load_spec, parse_assignment
 
@@ -555,10 +556,10 @@ def drain_cmd(
     ],
     pause: Annotated[
         float, typer.Option("--pause", min=0, help="Seconds to keep serving first, while endpoints drop the pod.")
-    ] = 15.0,
+    ] = DEFAULT_PAUSE_S,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0, help="Then at most this many seconds to wait for clients to leave.")
-    ] = 60.0,
+    ] = DEFAULT_TIMEOUT_S,
 ) -> None:
     """preStop hook: serve on while endpoints drop the pod, then wait until no client is connected."""
     from llmprep.drain import drain

@@ -23,6 +23,9 @@ from pathlib import Path
 from llmprep.errors import UsageError
 
 PROC_NET = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+# `llmprep drain`'s defaults, also what the lab assumes for a hook that leaves a flag out.
+DEFAULT_PAUSE_S = 15.0
+DEFAULT_TIMEOUT_S = 60.0
 ESTABLISHED = "01"  # include/net/tcp_states.h
 
 

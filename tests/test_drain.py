@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep.drain import drain, established
+from llmprep.drain import DrainResult, drain, established
 from llmprep.errors import UsageError
 from tests.conftest import ROOT, FakeClock, run_cli
 
@@ -62,7 +62,7 @@ def test_established_reads_the_kernels_table_format(tmp_path: Path) -> None:
     assert established([8001, 8002], tables=[table]) == 2
 
 
-def run_drain(counts: Sequence[int], *, pause: float = 5, timeout: float = 10) -> tuple[object, list[str], float]:
+def run_drain(counts: Sequence[int], *, pause: float = 5, timeout: float = 10) -> tuple[DrainResult, list[str], float]:
     clock, lines, seen = FakeClock(), [], iter(counts)
     last = [counts[-1]]
 

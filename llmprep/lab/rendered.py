@@ -223,10 +223,12 @@ def _pre_stop_hook(argv: Sequence[str]) -> tuple[float, float | None]:
     if len(argv) == 2 and argv[0] == "sleep":
         return _seconds(argv[1], "preStop sleep"), None
     if argv[:2] == ["llmprep", "drain"]:
+        from llmprep.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
+
         pause = _flag(argv, "--pause")
         timeout = _flag(argv, "--timeout")
-        return (_seconds(pause if pause is not None else "15", "preStop drain --pause"),
-                _seconds(timeout if timeout is not None else "60", "preStop drain --timeout"))
+        return (DEFAULT_PAUSE_S if pause is None else _seconds(pause, "preStop drain --pause"),
+                DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, "preStop drain --timeout"))
     return 0.0, None
 
 

@@ -483,6 +483,26 @@ class StandinEngine:
                     job.done.set()
 
 
+def standin_engine(model_config: Mapping[str, Any], vocab_size: Callable[[], int]) -> StandinEngine:
+    """The stand-in engine that a model's config.pbtxt parameters describe: its cost model and, with
+    `standin_compute` torch, a real transformer of `standin_torch_width` × `standin_torch_layers`."""
+    cost = CostModel(
+        prefill_ms_per_token=float(param(model_config, "standin_prefill_ms_per_token", "0.2")),
+        decode_ms_per_step=float(param(model_config, "standin_decode_ms_per_step", "20")),
+        max_in_flight=int(param(model_config, "standin_max_in_flight", "4")),
+        tokens_per_block=int(param(model_config, "standin_tokens_per_block", "64")),
+        kv_cache_blocks=int(param(model_config, "standin_kv_cache_blocks", "256")),
+    )
+    step = None
+    if param(model_config, "standin_compute", "timing") == "torch":
+        step = torch_step(
+            vocab_size(),
+            width=int(param(model_config, "standin_torch_width", "256")),
+            layers=int(param(model_config, "standin_torch_layers", "4")),
+        )
+    return StandinEngine(cost, step)
+
+
 def torch_step(
     vocab_size: int, width: int = 256, layers: int = 4, device: str | None = None
 ) -> Callable[[list[Job], list[Job]], list[int]]:

@@ -19,17 +19,15 @@ from __future__ import annotations
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from llmprep_models import (
-    CostModel,
     Job,
     MetricsExporter,
-    StandinEngine,
     StatsPoller,
     flag,
     input_array,
     make_tensor,
     param,
     scalar,
-    torch_step,
+    standin_engine,
 )
 
 
@@ -41,21 +39,7 @@ class TritonPythonModel:
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         self.exclude_input = flag(param(config, "exclude_input_in_output"), False)
         self.queue_in_triton = flag(param(config, "standin_queue_in_triton"), False)
-        cost = CostModel(
-            prefill_ms_per_token=float(param(config, "standin_prefill_ms_per_token", "0.2")),
-            decode_ms_per_step=float(param(config, "standin_decode_ms_per_step", "20")),
-            max_in_flight=int(param(config, "standin_max_in_flight", "4")),
-            tokens_per_block=int(param(config, "standin_tokens_per_block", "64")),
-            kv_cache_blocks=int(param(config, "standin_kv_cache_blocks", "256")),
-        )
-        step = None
-        if param(config, "standin_compute", "timing") == "torch":
-            step = torch_step(
-                int(param(config, "standin_vocab_size", "32000")),
-                width=int(param(config, "standin_torch_width", "256")),
-                layers=int(param(config, "standin_torch_layers", "4")),
-            )
-        self.engine = StandinEngine(cost, step)
+        self.engine = standin_engine(config, lambda: int(param(config, "standin_vocab_size", "32000")))
         exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
         period = float(param(config, "stats_check_period_ms", "100")) / 1e3
         self.poller = StatsPoller(self.engine.stats, exporter.publish, period).start()

@@ -23,10 +23,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
 from llmprep_models import (
-    CostModel,
     Job,
     MetricsExporter,
-    StandinEngine,
     StatsPoller,
     StreamingDetokenizer,
     flag,
@@ -34,9 +32,9 @@ from llmprep_models import (
     make_tensor,
     param,
     scalar,
+    standin_engine,
     strings,
     text_array,
-    torch_step,
 )
 
 
@@ -50,21 +48,7 @@ class TritonPythonModel:
         self.tokenizer = load_tokenizer(str(llm_args.get("tokenizer") or llm_args["model"]))
         self.queue_in_triton = flag(param(config, "standin_queue_in_triton"), False)
         self.default_max_tokens = int(param(config, "standin_output_tokens", "16"))
-        cost = CostModel(
-            prefill_ms_per_token=float(param(config, "standin_prefill_ms_per_token", "0.2")),
-            decode_ms_per_step=float(param(config, "standin_decode_ms_per_step", "20")),
-            max_in_flight=int(param(config, "standin_max_in_flight", "4")),
-            tokens_per_block=int(param(config, "standin_tokens_per_block", "64")),
-            kv_cache_blocks=int(param(config, "standin_kv_cache_blocks", "256")),
-        )
-        step = None
-        if param(config, "standin_compute", "timing") == "torch":
-            step = torch_step(
-                len(self.tokenizer),
-                width=int(param(config, "standin_torch_width", "256")),
-                layers=int(param(config, "standin_torch_layers", "4")),
-            )
-        self.engine = StandinEngine(cost, step)
+        self.engine = standin_engine(config, lambda: len(self.tokenizer))
         exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
         period = float(param(config, "stats_check_period_ms", "100")) / 1e3
         self.poller = StatsPoller(self.engine.stats, exporter.publish, period).start()
