@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +61,40 @@ def test_established_reads_the_kernels_table_format(tmp_path: Path) -> None:
     assert established([8001, 8002], tables=[table]) == 2
 
 
+def test_established_counts_ipv6_connections_from_the_second_table(tmp_path: Path) -> None:
+    # Clients on an IPv6 Service (or a dual-stack pod) appear only in /proc/net/tcp6.
+    ipv4, ipv6 = tmp_path / "tcp", tmp_path / "tcp6"
+    ipv4.write_text("  sl  local_address rem_address   st\n")
+    ipv6.write_text(
+        "  sl  local_address                         remote_address                        st tx_queue\n"
+        "   0: 00000000000000000000000001000000:1F41 00000000000000000000000001000000:A2C4 01 00000000:00000000\n"
+        "   1: 00000000000000000000000001000000:1F40 00000000000000000000000001000000:A2C5 01 00000000:00000000\n"
+        "   2: 00000000000000000000000000000000:1F41 00000000000000000000000000000000:0000 0A 00000000:00000000\n"
+    )
+    assert established([8001], tables=[ipv4, ipv6]) == 1
+    assert established([8000, 8001], tables=[ipv4, ipv6]) == 2
+
+
+def test_established_sees_a_real_ipv6_client_by_default() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    server = socket.socket(socket.AF_INET6)
+    try:
+        server.bind(("::1", 0))
+    except OSError:
+        server.close()
+        pytest.skip("no IPv6 loopback in this network namespace")
+    server.listen(2)
+    port = server.getsockname()[1]
+    client = socket.create_connection(("::1", port))
+    accepted, _ = server.accept()
+    try:
+        assert established([port]) == 1
+    finally:
+        for s in (client, accepted, server):
+            s.close()
+
+
 def run_drain(counts: Sequence[int], *, pause: float = 5, timeout: float = 10) -> tuple[DrainResult, list[str], float]:
     clock, lines, seen = FakeClock(), [], iter(counts)
     last = [counts[-1]]
@@ -114,16 +147,15 @@ def test_the_command_waits_for_a_real_client_to_close_its_connection() -> None:
             lines.append(line.rstrip())
             if "1 client connection(s) open" in line:
                 break  # it has seen the client; now the client leaves
-        closed_at = time.monotonic()
         client.close()
         accepted.close()
-        _, rest = drain_cmd.communicate(timeout=60)
-        ended_after = time.monotonic() - closed_at
+        _, rest = drain_cmd.communicate(timeout=90)
     lines += rest.splitlines()
     assert drain_cmd.returncode == 0, lines
     assert any("1 client connection(s) open" in line for line in lines)
+    # Ended because the client left (the idle message), not at its 60 s timeout ("stopping anyway").
     assert "no client connection" in lines[-1]
-    assert ended_after < 30  # ended because the client left, not at the 60 s timeout
+    assert not any("stopping anyway" in line for line in lines)
 
 
 @pytest.mark.parametrize("args", [["drain"], ["drain", "--port", "0"], ["drain", "--port", "80", "--pause", "-1"],

@@ -98,3 +98,18 @@ def test_a_window_reports_one_second_and_starts_afresh() -> None:
     assert (snap.completed, snap.errors, snap.requests_per_s, snap.e2e_p50, snap.started) == (3, 1, 2.0, 1.0, 3)
     again = window.close(t=2.0, span=1.0, level=3, in_flight=0)
     assert (again.completed, again.total_completed, again.total_errors) == (0, 3, 1)
+
+
+@pytest.mark.parametrize(("first", "last", "n", "itl"), [
+    (1.0, 1.4, 5, 0.1),  # five responses: four gaps between the first and the last
+    (2.0, 2.3, 2, 0.3),  # two responses: one gap
+    (1.0, 1.0, 1, None),  # one response: no gap to measure
+])
+def test_inter_token_latency_is_the_mean_gap_between_responses(first: float, last: float, n: int,
+                                                                itl: float | None) -> None:
+    from llmprep.load.clients import _sample as make_sample
+    from llmprep.load.prompts import Prompt
+
+    sample = make_sample(Prompt("hi", 1, n), "t", t0=0.0, start=0.5, first=first, last=last, n=n)
+    assert sample.itl == (pytest.approx(itl) if itl is not None else None)
+    assert sample.ttft == pytest.approx(first - 0.5)
