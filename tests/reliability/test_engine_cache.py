@@ -127,6 +127,9 @@ def test_kill_9_at_random_points_never_serves_a_partial_entry_and_the_next_run_r
         assert leftovers(bench.cache_dir) == [], f"trial {trial}"
     print(f"\nkill -9 trials: {TRIALS}; what the killed run had finished: {dict(stages)}; recoveries that rebuilt "
           f"the engine: {rebuilt}; recoveries that failed or served a partial entry: 0")
+    # The name promises kills mid-build: the anchor on the partial directory (5 trials, a 1 s build,
+    # at most 0.8 s later) lands there; a run where none did tested nothing of the kind.
+    assert stages["mid-build"] >= 1, dict(stages)
     assert sum(stages.values()) == TRIALS
 
 
