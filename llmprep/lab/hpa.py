@@ -4,7 +4,8 @@ Our own code after the documented algorithm (kubernetes.io, "Horizontal Pod Auto
 sections "Algorithm details", "Support for multiple metrics", "Configurable scaling behavior",
 "Stabilization window", "Default behavior") and the controller it describes
 (kubernetes/kubernetes pkg/controller/podautoscaler: horizontal.go, replica_calculator.go,
-metrics/utilization.go). Each rule names the section or function it follows.
+metrics/utilization.go). Each rule names the section or function it follows. The spec (quantities,
+metrics, behavior, manifest parsing) lives in llmprep/lab/hpa_spec.py and is re-exported here.
 
 The controller here is a pure function of (time, spec.replicas, pods, metric readings) plus
 the history it keeps between syncs (recommendations and scale events), so tests drive it
@@ -13,310 +14,69 @@ with worked examples and the lab drives it with live readings from Prometheus.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from llmprep.errors import LabError
+from llmprep.lab.hpa_spec import (
+    DEFAULT_DOWNSCALE_STABILIZATION_S,
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    Behavior,
+    HpaSpec,
+    MetricSpec,
+    MetricType,
+    PolicyType,
+    ScalingPolicy,
+    ScalingRules,
+    SelectPolicy,
+    TargetType,
+    behavior_from,
+    hpa_from_manifest,
+    hpa_from_scaled_object,
+    milli_value,
+    parse_quantity,
+)
 
-PolicyType = Literal["Pods", "Percent"]
-SelectPolicy = Literal["Max", "Min", "Disabled"]
-MetricType = Literal["Pods", "Object", "External"]
-TargetType = Literal["AverageValue", "Value"]
+__all__ = [
+    "DEFAULT_DOWNSCALE_STABILIZATION_S",
+    "DEFAULT_SCALE_DOWN",
+    "DEFAULT_SCALE_UP",
+    "DEFAULT_SYNC_PERIOD_S",
+    "DEFAULT_TOLERANCE",
+    "Behavior",
+    "Decision",
+    "HorizontalController",
+    "HpaSpec",
+    "MetricSpec",
+    "MetricType",
+    "MetricUnavailable",
+    "Pod",
+    "PolicyType",
+    "Proposal",
+    "Reading",
+    "ScalingPolicy",
+    "ScalingRules",
+    "SelectPolicy",
+    "TargetType",
+    "Tolerances",
+    "behavior_from",
+    "hpa_from_manifest",
+    "hpa_from_scaled_object",
+    "milli_value",
+    "parse_quantity",
+    "plain_metric_replicas",
+]
+
 PodPhase = Literal["Pending", "Running", "Failed"]
 
 # kube-controller-manager defaults ("Algorithm details"; flags of the same names).
 DEFAULT_TOLERANCE = 0.1  # --horizontal-pod-autoscaler-tolerance
 DEFAULT_SYNC_PERIOD_S = 15.0  # --horizontal-pod-autoscaler-sync-period
-DEFAULT_DOWNSCALE_STABILIZATION_S = 300.0  # --horizontal-pod-autoscaler-downscale-stabilization
 # horizontal.go, used only when an HPA has no `behavior` (the pre-behavior rate limit).
 SCALE_UP_LIMIT_FACTOR = 2.0
 SCALE_UP_LIMIT_MINIMUM = 4.0
-
-
-# --------------------------------------------------------------------------- quantities
-
-_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)|[eE]([+-]?\d+))?$")
-_SUFFIX = {
-    "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
-}
-
-
-def parse_quantity(value: Any, field_name: str = "quantity") -> float:
-    """A Kubernetes quantity (`1500m`, `2`, `1.5`, `4Ki`, `1e3`) as a number."""
-    if isinstance(value, bool):
-        raise LabError(f"{field_name}: expected a Kubernetes quantity such as 1500m, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if match is None:
-        raise LabError(f"{field_name}: {value!r} is not a Kubernetes quantity (e.g. 1500m, 2, 0.5)")
-    number, suffix, exponent = match.groups()
-    scale = 10.0 ** int(exponent) if exponent is not None else _SUFFIX[suffix or ""]
-    return float(number) * scale
-
-
-def milli_value(value: float) -> int:
-    """`resource.Quantity.MilliValue()`: the value in thousandths, rounded up."""
-    scaled = value * 1000.0
-    nearest = round(scaled)
-    # A float that is a whole number of milli-units up to binary noise stays that number.
-    if abs(scaled - nearest) < 1e-6:
-        return int(nearest)
-    return math.ceil(scaled)
-
-
-# --------------------------------------------------------------------------- the spec
-
-
-@dataclass(frozen=True)
-class ScalingPolicy:
-    """One `behavior.scaleUp|scaleDown.policies[]` entry."""
-
-    type: PolicyType
-    value: int
-    period_s: float
-
-
-@dataclass(frozen=True)
-class ScalingRules:
-    """`behavior.scaleUp` or `behavior.scaleDown` (`HPAScalingRules`)."""
-
-    stabilization_window_s: float
-    select_policy: SelectPolicy = "Max"
-    policies: tuple[ScalingPolicy, ...] = ()
-    tolerance: float | None = None  # per-direction tolerance (HPAConfigurableTolerance, Kubernetes 1.33+)
-
-
-# "Default behavior": what the API server fills in for a direction the HPA's behavior leaves out.
-DEFAULT_SCALE_UP = ScalingRules(
-    stabilization_window_s=0.0,
-    select_policy="Max",
-    policies=(ScalingPolicy("Percent", 100, 15.0), ScalingPolicy("Pods", 4, 15.0)),
-)
-DEFAULT_SCALE_DOWN = ScalingRules(
-    stabilization_window_s=DEFAULT_DOWNSCALE_STABILIZATION_S,
-    select_policy="Max",
-    policies=(ScalingPolicy("Percent", 100, 15.0),),
-)
-
-
-@dataclass(frozen=True)
-class Behavior:
-    scale_up: ScalingRules = DEFAULT_SCALE_UP
-    scale_down: ScalingRules = DEFAULT_SCALE_DOWN
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One entry of `spec.metrics` the lab can serve: a Pods, Object or External metric.
-
-    `query` is set for KEDA's Prometheus triggers (External metrics whose value is a query).
-    """
-
-    type: MetricType
-    name: str
-    target_type: TargetType
-    target: float
-    selector: Mapping[str, str] = field(default_factory=dict)
-    query: str | None = None
-
-    @property
-    def target_milli(self) -> int:
-        return milli_value(self.target)
-
-    def describe(self) -> str:
-        return f"{self.name} ({self.type}, {self.target_type} {self.target:g})"
-
-
-@dataclass(frozen=True)
-class HpaSpec:
-    """The parts of an autoscaling/v2 HPA the controller reads."""
-
-    name: str
-    min_replicas: int
-    max_replicas: int
-    metrics: tuple[MetricSpec, ...]
-    behavior: Behavior | None = None  # None: the HPA has no `behavior` (legacy normalization)
-    source: str = "HorizontalPodAutoscaler"
-
-    def time_scaled(self, speed: float) -> HpaSpec:
-        """This spec with every window and policy period divided by `speed` (lab time compression)."""
-        if speed == 1 or self.behavior is None:
-            return self
-        b = self.behavior
-
-        def rules(r: ScalingRules) -> ScalingRules:
-            return dataclasses.replace(
-                r,
-                stabilization_window_s=r.stabilization_window_s / speed,
-                policies=tuple(dataclasses.replace(p, period_s=p.period_s / speed) for p in r.policies),
-            )
-
-        return dataclasses.replace(self, behavior=Behavior(rules(b.scale_up), rules(b.scale_down)))
-
-
-def _rules_from(raw: Any, default: ScalingRules, where: str) -> ScalingRules:
-    """SetDefaults_HorizontalPodAutoscalerBehavior: a missing field takes the default's value."""
-    if raw is None:
-        return default
-    if not isinstance(raw, Mapping):
-        raise LabError(f"{where}: must be a mapping (stabilizationWindowSeconds, selectPolicy, policies)")
-    window = raw.get("stabilizationWindowSeconds")
-    select = raw.get("selectPolicy", default.select_policy)
-    if select not in ("Max", "Min", "Disabled"):
-        raise LabError(f"{where}.selectPolicy: {select!r} is not one of Max, Min, Disabled")
-    policies = default.policies
-    if raw.get("policies") is not None:
-        items = raw["policies"]
-        if not isinstance(items, list):
-            raise LabError(f"{where}.policies: must be a list of {{type, value, periodSeconds}}")
-        out = []
-        for i, item in enumerate(items):
-            at = f"{where}.policies[{i}]"
-            if not isinstance(item, Mapping) or item.get("type") not in ("Pods", "Percent"):
-                raise LabError(f"{at}.type: must be Pods or Percent")
-            value, period = item.get("value"), item.get("periodSeconds")
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise LabError(f"{at}.value: must be a positive integer, got {value!r}")
-            if not isinstance(period, int) or isinstance(period, bool) or not 0 < period <= 1800:
-                raise LabError(f"{at}.periodSeconds: must be an integer from 1 to 1800, got {period!r}")
-            out.append(ScalingPolicy(item["type"], value, float(period)))
-        policies = tuple(out)
-    tolerance = raw.get("tolerance")
-    return ScalingRules(
-        stabilization_window_s=float(window) if window is not None else default.stabilization_window_s,
-        select_policy=select,
-        policies=policies,
-        tolerance=parse_quantity(tolerance, f"{where}.tolerance") if tolerance is not None else None,
-    )
-
-
-def behavior_from(raw: Any, where: str = "behavior") -> Behavior | None:
-    """`spec.behavior` with the API server's defaults filled in; None when it is absent."""
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        raise LabError(f"{where}: must be a mapping with scaleUp and/or scaleDown")
-    return Behavior(
-        scale_up=_rules_from(raw.get("scaleUp"), DEFAULT_SCALE_UP, f"{where}.scaleUp"),
-        scale_down=_rules_from(raw.get("scaleDown"), DEFAULT_SCALE_DOWN, f"{where}.scaleDown"),
-    )
-
-
-def _selector(raw: Any) -> dict[str, str]:
-    if not isinstance(raw, Mapping):
-        return {}
-    labels = raw.get("matchLabels") or {}
-    return {str(k): str(v) for k, v in labels.items()}
-
-
-def _metric_from(raw: Any, where: str) -> MetricSpec:
-    if not isinstance(raw, Mapping):
-        raise LabError(f"{where}: must be a mapping with a type")
-    kind = raw.get("type")
-    if kind not in ("Pods", "Object", "External"):
-        raise LabError(
-            f"{where}.type: the lab serves Pods, Object and External metrics, not {kind!r} "
-            "(Resource metrics need a kubelet)"
-        )
-    body = raw.get(kind[0].lower() + kind[1:]) or {}
-    metric = body.get("metric") or {}
-    target = body.get("target") or {}
-    name = metric.get("name")
-    if not isinstance(name, str) or not name:
-        raise LabError(f"{where}.metric.name: required")
-    target_type = target.get("type")
-    if target_type == "AverageValue":
-        value = target.get("averageValue")
-    elif target_type == "Value" and kind != "Pods":
-        value = target.get("value")
-    else:
-        allowed = "AverageValue" if kind == "Pods" else "AverageValue or Value"
-        raise LabError(f"{where}.target.type: a {kind} metric takes {allowed}, not {target_type!r}")
-    if value is None:
-        raise LabError(f"{where}.target: {target_type} needs a value")
-    parsed = parse_quantity(value, f"{where}.target")
-    if parsed <= 0:
-        raise LabError(f"{where}.target: must be above 0, got {value!r}")
-    return MetricSpec(kind, name, target_type, parsed, _selector(metric.get("selector")))
-
-
-def _replicas(raw: Any, default: int | None, where: str) -> int:
-    if raw is None and default is not None:
-        return default
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
-        raise LabError(f"{where}: must be a whole number of replicas, got {raw!r}")
-    return raw
-
-
-def hpa_from_manifest(obj: Mapping[str, Any]) -> HpaSpec:
-    """An autoscaling/v2 HorizontalPodAutoscaler object (as rendered by the chart)."""
-    name = str(obj.get("metadata", {}).get("name", "hpa"))
-    spec = obj.get("spec") or {}
-    metrics = spec.get("metrics") or []
-    if not metrics:
-        raise LabError(f"HorizontalPodAutoscaler {name}: spec.metrics is empty; the chart must render a metric")
-    out = HpaSpec(
-        name=name,
-        min_replicas=_replicas(spec.get("minReplicas"), 1, "spec.minReplicas"),  # API default 1
-        max_replicas=_replicas(spec.get("maxReplicas"), None, "spec.maxReplicas"),
-        metrics=tuple(_metric_from(m, f"spec.metrics[{i}]") for i, m in enumerate(metrics)),
-        behavior=behavior_from(spec.get("behavior"), "spec.behavior"),
-    )
-    _check_bounds(out)
-    return out
-
-
-def hpa_from_scaled_object(obj: Mapping[str, Any]) -> HpaSpec:
-    """The HPA KEDA creates for a ScaledObject: one External metric per Prometheus trigger.
-
-    KEDA's `metricType` defaults to AverageValue; its HPA has minReplicas = max(minReplicaCount, 1)
-    (KEDA itself scales between 0 and 1, which the lab does not emulate) and the behavior of
-    `advanced.horizontalPodAutoscalerConfig`.
-    """
-    name = str(obj.get("metadata", {}).get("name", "scaledobject"))
-    spec = obj.get("spec") or {}
-    metrics = []
-    for i, trig in enumerate(spec.get("triggers") or []):
-        where = f"spec.triggers[{i}]"
-        if trig.get("type") != "prometheus":
-            raise LabError(f"{where}.type: the lab serves prometheus triggers only, not {trig.get('type')!r}")
-        meta = trig.get("metadata") or {}
-        metric_type = trig.get("metricType", "AverageValue")
-        if metric_type not in ("AverageValue", "Value"):
-            raise LabError(f"{where}.metricType: {metric_type!r} is not AverageValue or Value")
-        query, threshold = meta.get("query"), meta.get("threshold")
-        if not query or threshold is None:
-            raise LabError(f"{where}.metadata: needs query and threshold")
-        metrics.append(
-            MetricSpec("External", f"s{i}-prometheus", metric_type, parse_quantity(threshold, f"{where}.threshold"),
-                       query=str(query))
-        )
-    if not metrics:
-        raise LabError(f"ScaledObject {name}: spec.triggers is empty")
-    advanced = (spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}
-    out = HpaSpec(
-        name=name,
-        min_replicas=max(_replicas(spec.get("minReplicaCount"), 0, "spec.minReplicaCount"), 1),
-        max_replicas=_replicas(spec.get("maxReplicaCount"), 100, "spec.maxReplicaCount"),
-        metrics=tuple(metrics),
-        behavior=behavior_from(advanced.get("behavior"), "spec.advanced.horizontalPodAutoscalerConfig.behavior"),
-        source="ScaledObject",
-    )
-    _check_bounds(out)
-    return out
-
-
-def _check_bounds(spec: HpaSpec) -> None:
-    if spec.min_replicas < 1:
-        raise LabError("minReplicas: must be at least 1 (scale to zero is not emulated)")
-    if spec.max_replicas < spec.min_replicas:
-        raise LabError(f"maxReplicas ({spec.max_replicas}) is below minReplicas ({spec.min_replicas})")
 
 
 # --------------------------------------------------------------------------- the controller
@@ -434,10 +194,15 @@ def plain_metric_replicas(
         if tolerances.within(ratio):
             return current_replicas, usage
         return math.ceil(ratio * ready_count), usage
-    if missing:
-        fill = target_milli if ratio < 1.0 else 0
+    # replica_calculator.go calcPlainMetricReplicas (after kubernetes#117845): missing pods are
+    # filled only when the ready pods point one way: at the target below 1, at 0 above 1; at a
+    # ratio of exactly 1 they are left out and the count stays.
+    if missing and ratio < 1.0:
         for name in missing:
-            usable[name] = fill
+            usable[name] = target_milli
+    elif missing and ratio > 1.0:
+        for name in missing:
+            usable[name] = 0
     if scale_up_with_unready:
         for name in unready:
             usable[name] = 0
@@ -497,6 +262,7 @@ class HorizontalController:
         self.tolerance = tolerance
         self.downscale_stabilization_s = downscale_stabilization_s
         self._recommendations: list[_Rec] = []
+        self._seen = False
         self._up_events: list[_Event] = []
         self._down_events: list[_Event] = []
 
@@ -507,7 +273,9 @@ class HorizontalController:
         return Tolerances(up=up, down=down)
 
     # -- one metric ---------------------------------------------------------------------------
-    def _propose(self, metric: MetricSpec, reading: Reading | None, spec_replicas: int, pods: Sequence[Pod]) -> Proposal:
+    def _propose(
+        self, metric: MetricSpec, reading: Reading | None, spec_replicas: int, pods: Sequence[Pod]
+    ) -> Proposal:
         tol = self.tolerances()
         target = metric.target_milli
         if reading is None or reading.error is not None:
@@ -529,7 +297,9 @@ class HorizontalController:
                 usage = sum(milli_value(v) for v in reading.values)
                 replicas = _usage_ratio_replicas(spec_replicas, usage / target, pods, tol)
             else:  # AverageValue on Object or External: the total over the target per pod
-                total = [reading.value] if metric.type == "Object" and reading.value is not None else list(reading.values)
+                total = (
+                    [reading.value] if metric.type == "Object" and reading.value is not None else list(reading.values)
+                )
                 if not total:
                     raise MetricUnavailable("no value")
                 usage_total = sum(milli_value(v) for v in total)
@@ -540,9 +310,7 @@ class HorizontalController:
         return Proposal(metric.name, replicas, usage / 1000.0, metric.target)
 
     # -- one sync -------------------------------------------------------------------------------
-    def sync(
-        self, now: float, spec_replicas: int, pods: Sequence[Pod], readings: Sequence[Reading | None]
-    ) -> Decision:
+    def sync(self, now: float, spec_replicas: int, pods: Sequence[Pod], readings: Sequence[Reading | None]) -> Decision:
         """reconcileAutoscaler: the replica count this HPA sets now (`Decision.desired`).
 
         `readings[i]` is what the metrics API served for `spec.metrics[i]` (None: nothing).
@@ -552,6 +320,12 @@ class HorizontalController:
         proposals: tuple[Proposal, ...] = ()
         metric_desired: int | None = None
         stabilized: int | None = None
+        # horizontal.go reconcileAutoscaler → recordInitialRecommendation, right after reading
+        # the scale: the first sync of an HPA records the current count as a recommendation, so
+        # a new HPA cannot scale down inside its stabilization window.
+        if not self._seen:
+            self._seen = True
+            self._recommendations.append(_Rec(now, spec_replicas))
         if spec_replicas == 0 and spec.min_replicas != 0:
             return Decision(now, 0, 0, None, None, (), "ScalingDisabled")
         if spec_replicas > spec.max_replicas:
@@ -661,7 +435,9 @@ class HorizontalController:
         return sum(e.change for e in events if e.time > cutoff)
 
     def _period_start(self, now: float, current: int, period: float) -> int:
-        return current - self._changes_in(self._up_events, now, period) + self._changes_in(self._down_events, now, period)
+        return (
+            current - self._changes_in(self._up_events, now, period) + self._changes_in(self._down_events, now, period)
+        )
 
     def _scale_up_limit(self, now: float, current: int, rules: ScalingRules) -> int:
         """calculateScaleUpLimitWithScalingRules: Max picks the policy allowing the most, Min the least."""

@@ -21,6 +21,7 @@ import yaml
 
 from llmprep.errors import LabError
 from llmprep.lab.hpa import HpaSpec, hpa_from_manifest, hpa_from_scaled_object
+from llmprep.lab.keda import KedaSpec, keda_from_scaled_object
 from llmprep.lab.scenario import Scenario
 from llmprep.spec import ModelSpec, deep_merge, parse_spec
 
@@ -58,6 +59,7 @@ class LabSetup:
     compressed: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # key -> (cluster, lab)
     rate_window_s: float | None = None  # lab time (after compression)
     drain_timeout_s: float | None = None  # cluster time; None: the preStop hook only sleeps
+    keda: KedaSpec | None = None  # the ScaledObject's operator view (cluster time); None: a plain HPA
 
 
 def _get(doc: Mapping[str, Any], dotted: str) -> Any:
@@ -197,6 +199,7 @@ def extract(
     labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
     recorded = tuple(r["record"] for g in groups for r in g.get("rules", []) if "record" in r)
     return LabSetup(
+        keda=keda_from_scaled_object(scaled) if hpa_obj is None and scaled is not None else None,
         values=values,
         objects=objects,
         spec=spec,

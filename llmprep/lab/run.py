@@ -14,6 +14,7 @@ Every process started is stopped on the way out, Ctrl-C and SIGTERM included.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import math
 import shutil
 import signal
@@ -36,6 +37,7 @@ from llmprep.lab import report as reporting
 from llmprep.lab.cluster import Cluster, ClusterConfig, Event, Replica, kill_everything, track, untrack
 from llmprep.lab.front import Front
 from llmprep.lab.hpa import DEFAULT_DOWNSCALE_STABILIZATION_S, Decision, HorizontalController
+from llmprep.lab.keda import KedaOperator
 from llmprep.lab.metrics import MetricsSource
 from llmprep.lab.recorder import Finished, Recorder, signal_column
 from llmprep.lab.rendered import LabSetup, prepare
@@ -306,6 +308,13 @@ def run_lab(
             controller = HorizontalController(
                 hpa_spec, downscale_stabilization_s=DEFAULT_DOWNSCALE_STABILIZATION_S / speed
             )
+            # A ScaledObject: KEDA's operator (llmprep/lab/keda.py) polls beside the HPA it generates.
+            keda = None
+            if setup.keda is not None:
+                keda = KedaOperator(dataclasses.replace(
+                    setup.keda, polling_interval_s=setup.keda.polling_interval_s / speed,
+                    cooldown_period_s=setup.keda.cooldown_period_s / speed))
+            next_poll = time.time()
             recorder = Recorder(prometheus=prom, namespace=setup.namespace, recorded=setup.recorded,
                                 hpa=hpa_spec, t0=time.time())
             generator = _load_generator(scenario, setup, front.address, model)
@@ -340,6 +349,14 @@ def run_lab(
                         if decision.rescale:
                             cluster.scale(decision.desired)
                         next_sync = max(next_sync + sync_s, now + sync_s / 2)
+                    if keda is not None and now >= next_poll:
+                        polled = source.readings(hpa_spec, [p.name for p in cluster.pods()])
+                        values = [sum(r.values) if r.error is None and r.values else None for r in polled]
+                        activation = keda.poll(now, cluster.desired, values)
+                        if activation.desired != cluster.desired:
+                            cluster.scale(activation.desired)
+                        poll_s = keda.spec.polling_interval_s
+                        next_poll = max(next_poll + poll_s, now + poll_s / 2)
                     if now >= next_row:
                         snap = generator.snapshot()
                         row = recorder.record(
