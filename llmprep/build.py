@@ -1,8 +1,8 @@
 """Build the serving artifact of a checkpoint for one of the two TensorRT-LLM runtimes.
 
 engine  (TensorRT-LLM 1.2.1 and earlier): the documented two steps of that release,
-        `convert_checkpoint.py --model_dir --output_dir --dtype --tp_size --pp_size` from its
-        examples, then `trtllm-build --checkpoint_dir --output_dir --max_batch_size
+        `convert_checkpoint.py --model_dir --output_dir --dtype` and the family's parallelism
+        flags (llmprep/converters.py), then `trtllm-build --checkpoint_dir --output_dir --max_batch_size
         --max_input_len --max_seq_len --max_num_tokens` plus the spec's options. The artifact
         is the engine directory: `config.json` and one `rank<N>.engine` per GPU.
 pytorch (current releases): no build. The artifact holds the LLM API arguments
@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
+from llmprep import converters, proc, trtllm
 from llmprep import gpu as gpu_mod
-from llmprep import proc, trtllm
 from llmprep.cache import MUTABLE_DIR
 from llmprep.errors import BuildError, ProcessError
 from llmprep.spec import ModelSpec
@@ -37,23 +37,8 @@ EXAMPLES_DIRS = (
     Path("/app/examples"),
     Path("/workspace/TensorRT-LLM/examples"),
 )
-# Hugging Face model_type → the examples folder whose convert_checkpoint.py handles it.
-CONVERTERS = {
-    "llama": "llama",
-    "mistral": "llama",
-    "qwen2": "qwen",
-    "qwen": "qwen",
-    "gpt2": "gpt",
-    "opt": "opt",
-    "falcon": "falcon",
-    "gemma": "gemma",
-    "phi": "phi",
-    "phi3": "phi",
-}
-# trtllm-build switches that take no value (argparse store_true in 1.2.1).
-BUILD_SWITCHES = frozenset(
-    {"strip_plan", "weight_sparsity", "weight_streaming", "fast_build", "enable_debug_output", "dry_run", "monitor_memory"}
-)
+CONVERTERS = converters.CONVERTERS
+BUILD_SWITCHES = converters.BUILD_SWITCHES
 # Options reserved for our own use inside `model.tensorrtLlm.options` on the engine runtime.
 CONVERT_OPTIONS_KEY = "convert"
 LLM_API_OPTIONS = "llm_api_options.yaml"
@@ -115,12 +100,7 @@ def model_type(checkpoint_dir: Path) -> str:
 
 def find_convert_script(kind: str, examples_dir: Path | None = None) -> Path:
     """The release's convert_checkpoint.py for a Hugging Face `model_type`."""
-    family = CONVERTERS.get(kind)
-    if family is None:
-        raise BuildError(
-            f"no TensorRT-LLM checkpoint converter known for model_type {kind!r} (known: {', '.join(sorted(CONVERTERS))}); "
-            "use runtime: pytorch"
-        )
+    family = converters.family_of(kind)
     roots = [examples_dir] if examples_dir else list(EXAMPLES_DIRS)
     for root in roots:
         for sub in (f"models/core/{family}", f"models/contrib/{family}", family):
@@ -135,19 +115,7 @@ def find_convert_script(kind: str, examples_dir: Path | None = None) -> Path:
 
 
 def _flag_args(options: Mapping[str, Any], switches: frozenset[str] = frozenset()) -> list[str]:
-    args: list[str] = []
-    for key, value in options.items():
-        flag = f"--{key}"
-        if key in switches:
-            if value:
-                args.append(flag)
-        elif isinstance(value, bool):
-            args += [flag, "enable" if value else "disable"]
-        elif isinstance(value, (list, tuple)):
-            args += [flag, *[str(v) for v in value]]
-        elif value is not None:
-            args += [flag, str(value)]
-    return args
+    return converters.flag_args(options, switches)
 
 
 def conversion_command(
@@ -157,21 +125,11 @@ def conversion_command(
     extra = spec.options.get(CONVERT_OPTIONS_KEY) or {}
     if not isinstance(extra, Mapping):
         raise BuildError(f"model.tensorrtLlm.options.{CONVERT_OPTIONS_KEY}: must be a map of convert_checkpoint.py flags")
-    return [
-        python,
-        str(script),
-        "--model_dir",
-        str(checkpoint_dir),
-        "--output_dir",
-        str(output_dir),
-        "--dtype",
-        spec.data_type,
-        "--tp_size",
-        str(spec.parallelism.tensor),
-        "--pp_size",
-        str(spec.parallelism.pipeline),
-        *_flag_args(extra),
-    ]
+    family = script.parent.name
+    args = converters.conversion_args(
+        family, checkpoint_dir, output_dir, spec.data_type, spec.parallelism.tensor, spec.parallelism.pipeline
+    )
+    return [python, str(script), *args, *converters.convert_flag_args(extra)]
 
 
 def build_command(base: list[str], spec: ModelSpec, converted_dir: Path, output_dir: Path) -> list[str]:

@@ -1,7 +1,10 @@
 """What the double's convert_checkpoint.py and trtllm-build do.
 
 Each appends its exact command line to $LLMPREP_DOUBLE_LOG (one JSON object a line) and writes
-files shaped like the real tools' output: a TensorRT-LLM checkpoint (config.json +
+files shaped like the real tools' output. Both parse their argv with an argparse built from
+tests/data/converter_flags.csv and tests/data/trtllm_build_flags.csv (upstream's flags, actions and
+choices), so a flag upstream lacks, or a value given to a switch, exits 2 with argparse's usage error;
+the converter's family is the folder its script sits in. Outputs: a TensorRT-LLM checkpoint (config.json +
 rank<N>.safetensors) and an engine directory (config.json + rank<N>.engine). Knobs for tests:
 $LLMPREP_DOUBLE_SLEEP (seconds the build takes, spent while writing the engines) and
 $LLMPREP_DOUBLE_FAIL=convert|build (fail that tool with some log lines).
@@ -10,13 +13,19 @@ $LLMPREP_DOUBLE_FAIL=convert|build (fail that tool with some log lines).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 VERSION = "1.2.1"
+# The tables read from upstream's argparse (tests/data); the doubles parse against them.
+DATA = Path(__file__).resolve().parents[4] / "data"
+_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "path": Path}
+_BUILD_CORE = {"checkpoint_dir", "output_dir", "max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens"}
 
 
 def _record(tool: str, argv: list[str]) -> None:
@@ -38,29 +47,74 @@ def _maybe_fail(tool: str) -> None:
         sys.exit(3)
 
 
+def _table(name: str) -> list[dict[str, str]]:
+    with (DATA / name).open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def parser_from_table(rows: list[dict[str, str]], prog: str) -> argparse.ArgumentParser:
+    """An argparse parser with the flags, actions, types and choices upstream's has (tests/data tables)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    for row in rows:
+        names = [f"--{row['flag']}", *[a for a in row["aliases"].split("|") if a]]
+        kind = _TYPES.get(row["type"], str)
+        kwargs: dict[str, Any] = {}
+        if row["action"] == "store_true":
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = kind
+            if row["choices"]:
+                kwargs["choices"] = [kind(c) for c in row["choices"].split("|")]
+            if row["action"] == "store_optional":
+                kwargs["nargs"] = "?"
+                kwargs["const"] = row["default"]
+            elif row["action"] == "store_list":
+                kwargs["nargs"] = "+"
+            if row["default"] and not row["default"].startswith("BuildConfig."):
+                kwargs["default"] = kind(row["default"])
+        if row.get("required") == "yes":
+            kwargs["required"] = True
+        parser.add_argument(*names, **kwargs)
+    return parser
+
+
+def convert_parser(family: str) -> argparse.ArgumentParser:
+    rows = [r for r in _table("converter_flags.csv") if r["family"] == family]
+    if not rows:
+        raise SystemExit(f"double: no converter table for family {family!r}")
+    return parser_from_table(rows, "convert_checkpoint.py")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return parser_from_table(_table("trtllm_build_flags.csv"), "trtllm-build")
+
+
 def convert_main(argv: list[str] | None = None) -> None:
     args_list = list(sys.argv[1:] if argv is None else argv)
     _record("convert", [sys.argv[0], *args_list])
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--output_dir", default="tllm_checkpoint")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
-    parser.add_argument("--tp_size", type=int, default=1)
-    parser.add_argument("--pp_size", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--load_by_shard", action="store_true")
-    args = parser.parse_args(args_list)
+    family = Path(sys.argv[0]).resolve().parent.name
+    args = convert_parser(family).parse_args(args_list)
+    if family == "gemma":
+        if args.ckpt_type is None:  # upstream indexes its parser table by it: KeyError
+            print("KeyError: None (gemma's converter needs --ckpt-type)", file=sys.stderr)
+            sys.exit(1)
+        tp, pp, out_arg = args.world_size, 1, args.output_model_dir
+    else:
+        tp, pp, out_arg = args.tp_size, args.pp_size, args.output_dir
+        if family in ("opt", "phi") and pp != 1:
+            print("AssertionError: Pipeline parallelism is not supported.", file=sys.stderr)
+            sys.exit(1)
     _maybe_fail("convert")
     hf = json.loads((Path(args.model_dir) / "config.json").read_text())
     dtype = args.dtype if args.dtype != "auto" else hf.get("torch_dtype", "float16")
-    world = args.tp_size * args.pp_size
-    out = Path(args.output_dir)
+    world = tp * pp
+    out = Path(out_arg)
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "architecture": (hf.get("architectures") or ["LlamaForCausalLM"])[0],
         "dtype": dtype,
         "num_hidden_layers": hf.get("num_hidden_layers"),
-        "mapping": {"world_size": world, "tp_size": args.tp_size, "pp_size": args.pp_size},
+        "mapping": {"world_size": world, "tp_size": tp, "pp_size": pp},
     }
     (out / "config.json").write_text(json.dumps(config, indent=2))
     for rank in range(world):
@@ -71,15 +125,8 @@ def convert_main(argv: list[str] | None = None) -> None:
 def build_main(argv: list[str] | None = None) -> None:
     args_list = list(sys.argv[1:] if argv is None else argv)
     _record("trtllm-build", [sys.argv[0], *args_list])
-    parser = argparse.ArgumentParser(prog="trtllm-build")
-    parser.add_argument("--checkpoint_dir", required=True)
-    parser.add_argument("--output_dir", default="engine_outputs")
-    parser.add_argument("--max_batch_size", type=int, default=2048)
-    parser.add_argument("--max_input_len", type=int, default=1024)
-    parser.add_argument("--max_seq_len", type=int)
-    parser.add_argument("--max_num_tokens", type=int, default=8192)
-    parser.add_argument("--workers", type=int, default=1)
-    args, extra = parser.parse_known_args(args_list)
+    args = build_parser().parse_args(args_list)
+    extra = [a for a in args_list if a.startswith("--") and a.lstrip("-") not in _BUILD_CORE]
     print(f"[TensorRT-LLM] TensorRT-LLM version: {VERSION}", flush=True)
     _maybe_fail("build")
     ckpt = Path(args.checkpoint_dir)
