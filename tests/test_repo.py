@@ -125,12 +125,20 @@ def test_ensemble_steps_only_read_tensors_an_earlier_step_or_the_client_provides
 def test_llmapi_config_carries_decoupled_and_max_batch_size_for_disable_auto_complete(
     tmp_path: Path, folders: dict[str, Path]
 ) -> None:
-    root = write(tmp_path, folders, "pytorch", "real", spec_of(repository={"decoupled": True}))
+    root = write(tmp_path, folders, "pytorch", "real", spec_of(repository={"llmapiDecoupled": True}))
     config = read_config(root / "tensorrt_llm" / "config.pbtxt")
     model_yaml = yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())
     assert config.model_transaction_policy.decoupled is True
     assert config.HasField("model_transaction_policy") and config.max_batch_size == 0
     assert model_yaml["triton_config"] == {"max_batch_size": 0, "decoupled": True}
+
+
+def test_llmapi_repository_is_unary_by_default_as_upstreams_model_yaml(tmp_path: Path, folders: dict[str, Path]) -> None:
+    # Upstream v0.19.0 all_models/llmapi/tensorrt_llm/1/model.yaml:21 ships decoupled False.
+    root = write(tmp_path, folders, "pytorch", "real", spec_of())
+    model_yaml = yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())
+    assert read_config(root / "tensorrt_llm" / "config.pbtxt").model_transaction_policy.decoupled is False
+    assert model_yaml["triton_config"]["decoupled"] is False
 
 
 def test_llmapi_model_yaml_holds_the_llm_api_arguments_from_the_spec(tmp_path: Path, folders: dict[str, Path]) -> None:
@@ -412,8 +420,10 @@ def test_stand_in_engine_admits_only_what_the_kv_cache_can_hold() -> None:
         for job in jobs:
             job.done.wait(10)
         engine.stop()
-    # Each needs 2 blocks for prompt + max tokens: two fit in 4 blocks, the third waits.
-    assert (stats["numActiveRequests"], stats["numQueuedRequests"]) == (2, 1)
+    # Each needs 2 blocks for prompt + max tokens: all three are admitted (8 may be active),
+    # two fit in 4 blocks and run, the third is active but unscheduled (upstream's "waiting").
+    scheduled = stats["inflightBatchingStats"]["numScheduledRequests"]
+    assert (stats["numActiveRequests"], scheduled, stats["numQueuedRequests"]) == (3, 2, 0)
 
 
 def test_torch_compute_without_pytorch_fails_with_a_message_that_says_what_to_do() -> None:
@@ -457,7 +467,7 @@ LLM_API_STATS = {
     "numQueuedRequests": 9,
     "maxNumActiveRequests": 64,
     "kvCacheStats": {"maxNumBlocks": 200, "freeNumBlocks": 90, "usedNumBlocks": 110, "tokensPerBlock": 32},
-    "inflightBatchingStats": {"numScheduledRequests": 6, "numContextRequests": 2, "numGenRequests": 4,
+    "inflightBatchingStats": {"numScheduledRequests": 4, "numContextRequests": 2, "numGenRequests": 2,
                               "numPausedRequests": 1, "numCtxTokens": 300, "microBatchId": 0},
 }
 
@@ -482,10 +492,12 @@ def test_llm_api_iteration_stats_become_the_engine_backends_gauges(fake_pb_utils
     entries = [older, LLM_API_STATS]
     poller = common.StatsPoller(lambda: [json.dumps(e) for e in entries] if as_json else entries, exporter.publish, 1.0)
     assert poller.poll_once()
-    assert gauge("nv_trt_llm_request_metrics", "request_type", "waiting") == 9
+    # waiting is active − scheduled (upstream's meaning); the queue has a name of our own.
+    assert gauge("nv_trt_llm_request_metrics", "request_type", "waiting") == 2
+    assert gauge("llmprep_executor_queued_requests", "request_type", "queued") == 9
     assert gauge("nv_trt_llm_request_metrics", "request_type", "active") == 6
     assert gauge("nv_trt_llm_request_metrics", "request_type", "max") == 64
-    assert gauge("nv_trt_llm_request_metrics", "request_type", "scheduled") == 6
+    assert gauge("nv_trt_llm_request_metrics", "request_type", "scheduled") == 4
     assert gauge("nv_trt_llm_request_metrics", "request_type", "context") == 2
     assert gauge("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "fraction") == pytest.approx(0.55)
     assert gauge("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "used") == 110
@@ -554,7 +566,8 @@ def test_our_llmapi_model_builds_the_llm_from_model_yaml_and_exports_its_stats(
         assert llm.kwargs["model"] == str(folders["checkpoint"]) and llm.kwargs["tensor_parallel_size"] == 2
         assert "triton_config" not in llm.kwargs and llm.kwargs["enable_iter_perf_stats"] is True
         assert model.poller.poll_once()
-        assert gauge("nv_trt_llm_request_metrics", "request_type", "waiting") == 9
+        assert gauge("nv_trt_llm_request_metrics", "request_type", "waiting") == 2
+        assert gauge("llmprep_executor_queued_requests", "request_type", "queued") == 9
         assert gauge("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "fraction") == pytest.approx(0.55)
     finally:
         model.poller.stop()

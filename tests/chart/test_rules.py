@@ -80,7 +80,9 @@ def _triton_pod(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
             _series("nv_inference_pending_request_count", namespace, pod, f"{i + j}x40", **m),
         ]
     trt = {"model": "tensorrt_llm", "version": "1"}
-    for kind, value in (("waiting", 3 + j), ("scheduled", 8), ("active", 8)):
+    # As the backend reports them: waiting = active - scheduled (model_instance_state.cc:1441, v0.19.0).
+    active, waiting = 8 + 2 * j, 3 + j
+    for kind, value in (("waiting", waiting), ("scheduled", active - waiting), ("active", active)):
         out.append(_series("nv_trt_llm_request_metrics", namespace, pod, f"{value}x40", request_type=kind, **trt))
     for kind, value in (("fraction", 0.25 * (j + 1)), ("used", 100), ("max", 400)):
         out.append(_series("nv_trt_llm_kv_cache_block_metrics", namespace, pod, f"{value:g}x40",
@@ -89,7 +91,7 @@ def _triton_pod(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
 
 
 # Expected per pod j: ratio sum_i (i+1)(j+1) = 10(j+1); request duration 2500(j+1) µs; compute 100/(j+1) µs;
-# pending sum_i (i+j) = 6+4j; waiting 3+j; in the engine: waiting + active 8 (scheduled is part of active);
+# pending sum_i (i+j) = 6+4j; waiting 3+j; in the engine: active 8+2j alone (waiting is part of active);
 # KV-cache 0.25(j+1).
 EXPECTED = {
     "triton:queue_compute:ratio": (10, 20),
@@ -97,7 +99,7 @@ EXPECTED = {
     "triton:compute_duration:average": (100, 50),
     "triton:pending_requests": (6, 10),
     "trtllm:requests_waiting": (3, 4),
-    "trtllm:requests_in_engine": (11, 12),
+    "trtllm:requests_in_engine": (8, 10),
     "trtllm:kv_cache:utilization": (0.25, 0.5),
 }
 

@@ -47,7 +47,7 @@ class Server:
 def launch(tmp: Path, tokenizer: Path, runtime: str, decoupled: bool = True, **standin: Any) -> Server:
     """Write a stand-in repository and start (not yet ready) a tritonserver on it."""
     spec = parse_spec({"model": {"name": "gpt2", "tensorrtLlm": {"runtime": runtime}, "standin": standin,
-                                 "repository": {"decoupled": decoupled}}})
+                                 "repository": {"decoupled": decoupled, "llmapiDecoupled": decoupled}}})
     name = f"{runtime}-{'queue' if standin.get('queueInTriton') else 'handoff'}-{'decoupled' if decoupled else 'sync'}"
     root = write_repository(spec, out_dir=tmp / name, engine="standin", tokenizer_dir=tokenizer)
     process = TritonProcess(

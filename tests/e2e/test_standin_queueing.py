@@ -1,8 +1,10 @@
 """Where requests wait in the stand-in, per runtime, on a real tritonserver.
 
 With hand-off (the real backends' behaviour) Triton's queue for `tensorrt_llm` stays flat
-while requests wait inside the engine (nv_trt_llm_request_metrics{request_type="waiting"});
-with `queueInTriton` they wait in Triton's queue. A module of its own, so no other servers
+while requests wait inside the engine: beyond the maximum active, in the executor's queue
+(our own llmprep_executor_queued_requests); admitted but short of KV blocks, as upstream's
+nv_trt_llm_request_metrics{request_type="waiting"} (active − scheduled). With `queueInTriton`
+they wait in Triton's queue. A module of its own, so no other servers
 compete for the CPU while it measures.
 """
 
@@ -21,13 +23,22 @@ pytestmark = pytest.mark.slow
 
 # An engine overloaded 4x: 8 clients, 2 in flight; slow steps so fixed per-request overheads stay small.
 SLOW = {"decodeMsPerStep": 60, "prefillMsPerToken": 0, "maxInFlight": 2}
+# The KV cache binds: one block per token and too few blocks for two sequences at once,
+# while four may be active.
+KV_BOUND = {"decodeMsPerStep": 60, "prefillMsPerToken": 0, "maxInFlight": 4, "tokensPerBlock": 1,
+            "kvCacheBlocks": 12}
+WATCHED = {
+    "active": ("nv_trt_llm_request_metrics", {"request_type": "active"}),
+    "waiting": ("nv_trt_llm_request_metrics", {"request_type": "waiting"}),
+    "queued": ("llmprep_executor_queued_requests", {"request_type": "queued"}),
+}
 
 
-def overload(server: Server, clients: int = 8, max_tokens: int = 8) -> tuple[float, float]:
-    """N concurrent streaming requests; returns (largest waiting gauge seen, total client latency in µs)."""
+def overload(server: Server, clients: int = 8, max_tokens: int = 8) -> tuple[dict[str, float], float]:
+    """N concurrent streaming requests; returns (largest value seen per WATCHED gauge, total client latency in µs)."""
     model, kind = ("ensemble", "ensemble") if server.runtime == "engine" else ("tensorrt_llm", "llmapi")
     latencies: list[float] = []
-    waiting: list[float] = [0.0]
+    seen = {name: 0.0 for name in WATCHED}
     done = threading.Event()
 
     def one() -> None:
@@ -39,7 +50,9 @@ def overload(server: Server, clients: int = 8, max_tokens: int = 8) -> tuple[flo
     def watch() -> None:
         while not done.is_set():
             try:
-                waiting.append(metric(server.metrics(), "nv_trt_llm_request_metrics", request_type="waiting"))
+                text = server.metrics()
+                for name, (family, labels) in WATCHED.items():
+                    seen[name] = max(seen[name], metric(text, family, **labels))
             except OSError:
                 pass  # a scrape that failed under load counts as no sample
             done.wait(0.05)
@@ -54,32 +67,33 @@ def overload(server: Server, clients: int = 8, max_tokens: int = 8) -> tuple[flo
     done.set()
     watcher.join()
     assert len(latencies) == clients
-    return max(waiting), sum(latencies)
+    return seen, sum(latencies)
 
 
 @pytest.fixture(scope="module")
-def slow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[str, bool], Server]]:
+def slow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[str, bool | str], Server]]:
     tmp = tmp_path_factory.mktemp("queueing")
     tokenizer = write_tiny_tokenizer(tmp / "tokenizer")
-    started = {
+    started: dict[tuple[str, bool | str], Server] = {
         (runtime, queue_in_triton): launch(tmp, tokenizer, runtime, **SLOW, queueInTriton=queue_in_triton)
         for runtime in ("engine", "pytorch")
         for queue_in_triton in (False, True)
     }
+    started.update({(runtime, "kv"): launch(tmp, tokenizer, runtime, **KV_BOUND) for runtime in ("engine", "pytorch")})
     with running(started) as servers:
         yield servers
 
 
 @pytest.mark.parametrize("runtime", ["engine", "pytorch"])
 def test_hand_off_keeps_tritons_queue_flat_while_requests_wait_in_the_engine(
-    slow_servers: dict[tuple[str, bool], Server], runtime: str
+    slow_servers: dict[tuple[str, bool | str], Server], runtime: str
 ) -> None:
     server = slow_servers[(runtime, False)]
-    most_waiting, latency_us = overload(server)
+    seen, latency_us = overload(server)
     text = server.metrics()
     queue_us = metric(text, "nv_inference_queue_duration_us", model="tensorrt_llm")
     compute_us = metric(text, "nv_inference_compute_infer_duration_us", model="tensorrt_llm")
-    assert most_waiting >= 1
+    assert seen["queued"] >= 1
     assert compute_us < 0.10 * latency_us  # execute() only hands off
     # Measured here: 2-6 % (the Python stub's own overhead on 2 cores); the real C++ backend ~0 %.
     assert queue_us < 0.10 * latency_us
@@ -87,10 +101,29 @@ def test_hand_off_keeps_tritons_queue_flat_while_requests_wait_in_the_engine(
 
 @pytest.mark.parametrize("runtime", ["engine", "pytorch"])
 def test_queue_in_triton_makes_tritons_queue_time_grow_under_overload(
-    slow_servers: dict[tuple[str, bool], Server], runtime: str
+    slow_servers: dict[tuple[str, bool | str], Server], runtime: str
 ) -> None:
     server = slow_servers[(runtime, True)]
     _, latency_us = overload(server)
     queue_us = metric(server.metrics(), "nv_inference_queue_duration_us", model="tensorrt_llm")
     # Measured here: about half of the time users wait is spent in Triton's queue.
     assert queue_us > 0.25 * latency_us
+
+
+@pytest.mark.parametrize("runtime", ["engine", "pytorch"])
+def test_far_above_the_batch_with_ample_kv_active_is_the_maximum_and_waiting_stays_zero(
+    slow_servers: dict[tuple[str, bool | str], Server], runtime: str
+) -> None:
+    seen, _ = overload(slow_servers[(runtime, False)])
+    assert seen["active"] == SLOW["maxInFlight"]
+    assert seen["waiting"] == 0
+    assert seen["queued"] >= 1  # the backlog shows only under our own name
+
+
+@pytest.mark.parametrize("runtime", ["engine", "pytorch"])
+def test_when_the_kv_cache_binds_admitted_requests_show_as_waiting(
+    slow_servers: dict[tuple[str, bool | str], Server], runtime: str
+) -> None:
+    seen, _ = overload(slow_servers[(runtime, "kv")])
+    assert seen["active"] == KV_BOUND["maxInFlight"]
+    assert seen["waiting"] >= 1

@@ -24,7 +24,7 @@ def test_the_hpa_metrics_and_targets_are_the_rendered_ones(default: Scenario) ->
     rendered = [(m["pods"]["metric"]["name"], parse_quantity(m["pods"]["target"]["averageValue"]))
                 for m in hpa["spec"]["metrics"]]
     assert [(m.name, m.target) for m in setup.hpa.metrics] == rendered
-    assert ("trtllm:requests_waiting", 2.0) in rendered  # from the lab's values file
+    assert ("trtllm:requests_in_engine", 3.0) in rendered  # from the lab's values file
     assert (setup.hpa.min_replicas, setup.hpa.max_replicas) == (1, 4)
 
 

@@ -101,7 +101,9 @@ class TritonPod:
             ("nv_inference_first_response_histogram_ms_sum", "counter", [({"model": "ensemble", "version": "1"}, n * 80)]),
             ("nv_trt_llm_request_metrics", "gauge", [
                 ({"model": "tensorrt_llm", "version": "1", "request_type": t}, v)
-                for t, v in (("waiting", self.waiting), ("scheduled", 4), ("context", 1), ("active", 4), ("max", 8))
+                # As the backend reports them: active = scheduled + waiting, at most max (model_instance_state.cc:1441).
+                for t, v in (("waiting", self.waiting), ("scheduled", 4), ("context", 1), ("active", 4 + self.waiting),
+                             ("max", 8 + self.waiting))
             ]),
             ("nv_trt_llm_kv_cache_block_metrics", "gauge", [
                 ({"model": "tensorrt_llm", "version": "1", "kv_cache_block_type": t}, v)

@@ -158,6 +158,7 @@ class StreamingDetokenizer:
 # nv_trt_llm_general_metrics{general_type="iteration_counter|timestamp"}).
 # Values come from one TensorRT-LLM IterationStats record: the executor's JSON form, the
 # same keys `tensorrt_llm.LLM.get_stats()` returns (llmapi/llm.py, 1.2.1).
+QUEUE_FAMILY = "llmprep_executor_queued_requests"
 FAMILIES: dict[str, tuple[str, str, dict[str, Callable[[Mapping[str, Any]], float]]]] = {
     "nv_trt_llm_request_metrics": (
         "TRT LLM request metrics",
@@ -167,8 +168,22 @@ FAMILIES: dict[str, tuple[str, str, dict[str, Callable[[Mapping[str, Any]], floa
             "max": lambda s: s.get("maxNumActiveRequests", 0),
             "scheduled": lambda s: s.get("inflightBatchingStats", {}).get("numScheduledRequests", 0),
             "context": lambda s: s.get("inflightBatchingStats", {}).get("numContextRequests", 0),
-            "waiting": lambda s: s.get("numQueuedRequests", 0),
+            # Upstream's "Waiting Requests" is active − scheduled: admitted, not run this
+            # iteration (tensorrtllm_backend v0.19.0 inflight_batcher_llm/src/
+            # model_instance_state.cc:1441-1442). It is not the executor's queue.
+            "waiting": lambda s: max(
+                0,
+                s.get("numActiveRequests", 0) - s.get("inflightBatchingStats", {}).get("numScheduledRequests", 0),
+            ),
         },
+    ),
+    # Our own family: the executor's queue (requests beyond maxNumActiveRequests, not yet
+    # admitted: IterationStats.numQueuedRequests, TensorRT-LLM executorImpl.cpp
+    # getCurrentIterationStats). No nv_trt_llm_* family exports it.
+    QUEUE_FAMILY: (
+        "llmprep: requests in the executor's queue, not yet admitted (IterationStats numQueuedRequests)",
+        "request_type",
+        {"queued": lambda s: s.get("numQueuedRequests", 0)},
     ),
     "nv_trt_llm_kv_cache_block_metrics": (
         "TRT LLM KV cache block metrics",
@@ -329,6 +344,7 @@ class CostModel:
     max_in_flight: int = 4
     tokens_per_block: int = 64
     kv_cache_blocks: int = 256
+    max_num_tokens: int = 8192  # per-iteration token budget: context tokens + one per generation request
 
 
 class StandinEngine:
@@ -340,12 +356,16 @@ class StandinEngine:
       (tensorrtllm_backend inflight_batcher_llm/src/model_instance_state.cc; issues #49,
       #238, #284), and upstream's llmapi model schedules generate_async and returns
       (triton_backend/all_models/llmapi/tensorrt_llm/1/model.py).
-    - At most `max_in_flight` requests are active (the engine's max batch size); the rest
-      wait inside the engine, counted as numQueuedRequests (nv_trt_llm_request_metrics
-      {request_type="waiting"}).
-    - A request is admitted only when KV-cache blocks for its whole sequence
-      (prompt + max tokens) are free: the default GUARANTEED_NO_EVICT capacity scheduler
-      (TensorRT-LLM docs, "batch manager": scheduler policies).
+    - At most `max_in_flight` requests are active (maxNumActiveRequests: max batch size ×
+      micro-batches, 1 here); a queued request is admitted when active < max. The rest wait
+      in the executor's queue: numQueuedRequests (TensorRT-LLM executorImpl.cpp
+      getCurrentIterationStats), exported only as llmprep_executor_queued_requests.
+    - Each iteration schedules active requests: those already running continue; a new one
+      starts only when KV-cache blocks for its whole sequence (prompt + max tokens) are free
+      (GUARANTEED_NO_EVICT capacity scheduler) and its prompt fits the token budget
+      max_num_tokens with the generation requests (micro-batch scheduler). An active request
+      not scheduled counts as waiting = active − scheduled (tensorrtllm_backend v0.19.0
+      model_instance_state.cc:1441). Chunked context is not modelled.
     - Each iteration runs the context phase of newly admitted requests (cost per prompt
       token) and one generation step for every active request (one shared step cost):
       in-flight batching, where a step's cost is shared by the batch. The context phase
@@ -387,13 +407,13 @@ class StandinEngine:
     def stats(self) -> dict[str, Any]:
         """An IterationStats record with the keys TensorRT-LLM's executor uses."""
         with self.lock:
-            used = sum(self.blocks_for(len(j.input_ids) + len(j.generated)) for j in self.active)
+            used = sum(self.blocks_for(len(j.input_ids) + len(j.generated)) for j in self.active if j.first_scheduled_ns)
             active = len(self.active)
             return {
                 "iter": self.iteration,
                 "timestamp": time.time() * 1e6,
                 "numActiveRequests": active,
-                "numQueuedRequests": len(self.waiting),
+                "numQueuedRequests": len(self.waiting),  # executor queue, not admitted
                 "numCompletedRequests": self.completed,
                 "maxNumActiveRequests": self.cost.max_in_flight,
                 "kvCacheStats": {
@@ -417,26 +437,42 @@ class StandinEngine:
     # -- the loop
 
     def _reserved(self) -> int:
-        return sum(self.blocks_for(len(j.input_ids) + j.max_tokens) for j in self.active)
+        return sum(self.blocks_for(len(j.input_ids) + j.max_tokens) for j in self.active if j.first_scheduled_ns)
 
-    def _admit(self) -> list[Job]:
-        admitted: list[Job] = []
-        reserved = self._reserved()
+    def _admit(self) -> None:
+        # Admission: the executor moves queued requests into the active set while
+        # active < maxNumActiveRequests; KV blocks are not checked here.
         while self.waiting and len(self.active) < self.cost.max_in_flight:
-            job = self.waiting[0]
+            job = self.waiting.popleft()
             if job.cancelled():
-                self.waiting.popleft()
                 job.done.set()
                 continue
-            need = self.blocks_for(len(job.input_ids) + job.max_tokens)
-            if self.active and reserved + need > self.cost.kv_cache_blocks:
-                break
-            self.waiting.popleft()
-            reserved += need
-            job.first_scheduled_ns = time.time_ns()
             self.active.append(job)
-            admitted.append(job)
-        return admitted
+
+    def schedule(self) -> tuple[list[Job], list[Job]]:
+        """(scheduled, newly started) for one iteration; call with the lock held."""
+        self._admit()
+        running = [j for j in self.active if j.first_scheduled_ns]
+        budget = self.cost.max_num_tokens - len(running)  # one token per generation request
+        reserved = self._reserved()
+        new: list[Job] = []
+        for job in self.active:
+            if job.first_scheduled_ns:
+                continue
+            need = self.blocks_for(len(job.input_ids) + job.max_tokens)
+            started = bool(running or new)
+            # Capacity scheduler: blocks for the whole sequence must be free (a lone request
+            # always runs, so an oversize one cannot stall the engine).
+            if started and reserved + need > self.cost.kv_cache_blocks:
+                break
+            # Micro-batch scheduler: the context phase must fit the iteration's token budget.
+            if started and len(job.input_ids) > budget:
+                break
+            reserved += need
+            budget -= len(job.input_ids)
+            job.first_scheduled_ns = time.time_ns()
+            new.append(job)
+        return running + new, new
 
     def _run(self) -> None:
         while True:
@@ -445,8 +481,7 @@ class StandinEngine:
                     self.lock.wait()
                 if self.stopped:
                     return
-                new = self._admit()
-                batch = list(self.active)
+                batch, new = self.schedule()
                 self.iteration += 1
                 self.last_scheduled = len(batch)
                 self.last_context = len(new)
@@ -492,6 +527,7 @@ def standin_engine(model_config: Mapping[str, Any], vocab_size: Callable[[], int
         max_in_flight=int(param(model_config, "standin_max_in_flight", "4")),
         tokens_per_block=int(param(model_config, "standin_tokens_per_block", "64")),
         kv_cache_blocks=int(param(model_config, "standin_kv_cache_blocks", "256")),
+        max_num_tokens=int(param(model_config, "standin_max_num_tokens", "8192")),
     )
     step = None
     if param(model_config, "standin_compute", "timing") == "torch":

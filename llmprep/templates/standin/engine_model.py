@@ -9,8 +9,10 @@ batch, a maximum in flight; the rest wait inside the engine) or, with
 
 Where a request waits follows the real backend: execute() hands requests to the engine
 and returns, so Triton's queue and compute counters for this model stay near zero while
-nv_trt_llm_request_metrics{request_type="waiting"} counts the backlog (tensorrtllm_backend
-issues #49, #238, #284). `standin_queue_in_triton=true` runs the opposite assumption:
+the backlog shows in llmprep_executor_queued_requests (our own name: no nv_trt_llm_* family
+exports the executor's queue) and in time to first token (tensorrtllm_backend issues #49, #238,
+#284). nv_trt_llm_request_metrics{request_type="waiting"} means what upstream's does: active −
+scheduled (admitted, not run this iteration: short of KV blocks or token budget). `standin_queue_in_triton=true` runs the opposite assumption:
 execute() holds the requests until they finish, so later requests queue in Triton.
 """
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -37,6 +38,10 @@ from llmprep_models import (
     text_array,
 )
 
+# Declared by upstream's config; the stand-in has no adapters and cannot cancel by input,
+# so a request that uses them gets an error, never a silent answer.
+UNSUPPORTED_INPUTS = ("lora_id", "lora_name", "lora_path", "lora_ckpt_source")
+
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
@@ -48,6 +53,7 @@ class TritonPythonModel:
         self.tokenizer = load_tokenizer(str(llm_args.get("tokenizer") or llm_args["model"]))
         self.queue_in_triton = flag(param(config, "standin_queue_in_triton"), False)
         self.default_max_tokens = int(param(config, "standin_output_tokens", "16"))
+        self.tokens_per_block = int(param(config, "standin_tokens_per_block", "64"))
         self.engine = standin_engine(config, lambda: len(self.tokenizer))
         exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
         period = float(param(config, "stats_check_period_ms", "100")) / 1e3
@@ -57,9 +63,18 @@ class TritonPythonModel:
         texts = strings(pb_utils, request, "text_input")
         prompt = texts[0] if texts else ""
         ids = self.tokenizer.encode(prompt)
-        streaming = bool(scalar(pb_utils, request, "streaming", False)) and self.decoupled
+        streaming = bool(scalar(pb_utils, request, "streaming", False))
+        if streaming and not self.decoupled:
+            # Upstream answers an error here rather than one silent unary response.
+            raise ValueError("Streaming is only supported in decoupled mode (set model.repository.llmapiDecoupled: true)")
+        for name in UNSUPPORTED_INPUTS:
+            if pb_utils.get_input_tensor_by_name(request, name) is not None:
+                raise ValueError(f"input {name!r} is not supported by the llmprep stand-in (no LoRA, no stop)")
+        if scalar(pb_utils, request, "stop", False):
+            raise ValueError("input 'stop' is not supported by the llmprep stand-in")
         max_tokens = int(scalar(pb_utils, request, "sampling_param_max_tokens", self.default_max_tokens))
-        exclude = bool(scalar(pb_utils, request, "sampling_param_exclude_input_from_output", True))
+        # Upstream's default is False: the answer starts with the prompt.
+        exclude = bool(scalar(pb_utils, request, "sampling_param_exclude_input_from_output", False))
         want_reason = bool(scalar(pb_utils, request, "return_finish_reason", False))
         detok = StreamingDetokenizer(self.tokenizer)
         eos = self.tokenizer.eos_token_id
@@ -76,6 +91,7 @@ class TritonPythonModel:
                     ("first_token_time_ns", job.first_token_ns),
                 ):
                     out.append(make_tensor(pb_utils, name, np.array([value], dtype=np.int64)))
+                out.extend(self._perf_extras(job))
             return pb_utils.InferenceResponse(out)
 
         def emit(job: Job, new: list[int], final: bool) -> None:
@@ -100,6 +116,17 @@ class TritonPythonModel:
             cancelled=getattr(sender, "is_cancelled", lambda: False),
             seed=int(scalar(pb_utils, request, "sampling_param_seed", 0) or 0),
         )
+
+    def _perf_extras(self, job: Job) -> list:
+        """The rest of upstream's perf-metrics outputs: no speculative decoding, no block reuse here."""
+        blocks = max(1, -(-(len(job.input_ids) + len(job.generated)) // self.tokens_per_block))
+        ints = {"kv_cache_reused_block": 0, "kv_cache_missed_block": blocks, "kv_cache_alloc_new_blocks": blocks,
+                "kv_cache_alloc_total_blocks": blocks, "total_accepted_draft_tokens": 0, "total_draft_tokens": 0}
+        out = [make_tensor(pb_utils, k, np.array([v], dtype=np.int32)) for k, v in ints.items()]
+        out.append(make_tensor(pb_utils, "last_token_time_ns", np.array([time.time_ns()], dtype=np.int64)))
+        for name in ("kv_cache_hit_rate", "acceptance_rate"):
+            out.append(make_tensor(pb_utils, name, np.array([0.0], dtype=np.float32)))
+        return out
 
     def execute(self, requests: list) -> None:
         jobs = []

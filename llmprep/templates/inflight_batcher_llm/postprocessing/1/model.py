@@ -1,7 +1,7 @@
 """`postprocessing`: token ids in, text out (llmprep's own model; upstream's inputs and outputs).
 
 TOKENS_BATCH [batch, beams, tokens] and SEQUENCE_LENGTH [batch, beams] -> OUTPUT
-[batch, beams]. In the ensemble every streamed response is its own request here, so this
+[batch * beams] (flat, as upstream's). In the ensemble every streamed response is its own request here, so this
 model cannot keep state between chunks: it decodes each chunk on its own, as upstream's
 does. The BLS model (`tensorrt_llm_bls`) keeps the whole sequence and streams text
 without splitting characters.
@@ -36,9 +36,9 @@ class TritonPythonModel:
             for b in range(tokens.shape[0])
             for k in range(tokens.shape[1])
         ]
-        return pb_utils.InferenceResponse(
-            [make_tensor(pb_utils, "OUTPUT", text_array(texts, (tokens.shape[0], tokens.shape[1])))]
-        )
+        # Flat [batch * beams], as upstream's postprocessing returns it (np.array of the
+        # request's decoded strings, postprocessing/1/model.py:152, v0.19.0).
+        return pb_utils.InferenceResponse([make_tensor(pb_utils, "OUTPUT", text_array(texts))])
 
     def execute(self, requests: list) -> list:
         responses = []

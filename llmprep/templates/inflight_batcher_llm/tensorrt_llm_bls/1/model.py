@@ -171,9 +171,12 @@ class TritonPythonModel:
                 for name in ENGINE_OUTPUTS
                 if (t := pb_utils.get_output_tensor_by_name(response, name)) is not None
             ]
+            # text_output is flat [batch * beams], as upstream's BLS sends it (text_output is not in
+            # its undo-reshape list, tensorrt_llm_bls/1/lib/triton_decoder.py:98, v0.19.0), so
+            # clients read `as_numpy("text_output")[0].decode()`.
             if not streaming:
                 text = self._postprocess(new)
-                send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([text], (1, 1))), *extras]))
+                send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([text])), *extras]))
                 continue
             tokens.extend(new)
             text = self._postprocess(tokens)
@@ -181,7 +184,7 @@ class TritonPythonModel:
                 continue  # an incomplete character: wait for the next token
             chunk = text if self.accumulate else text[len(sent) :]
             sent = text
-            send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([chunk], (1, 1))), *extras]))
+            send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([chunk])), *extras]))
 
     def execute(self, requests: list) -> list | None:
         results = []

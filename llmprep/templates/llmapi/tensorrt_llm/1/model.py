@@ -36,6 +36,10 @@ SAMPLING_INPUTS = {
     "sampling_param_return_perf_metrics": "return_perf_metrics",
 }
 
+# Declared as upstream declares them; not wired to LoRA adapters here, so a request using
+# them is refused rather than answered as if they were absent.
+UNSUPPORTED_INPUTS = ("lora_id", "lora_name", "lora_path", "lora_ckpt_source")
+
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
@@ -82,8 +86,17 @@ class TritonPythonModel:
     async def _generate(self, request: object, sender: object) -> None:
         try:
             prompt = strings(pb_utils, request, "text_input")[0]
-            streaming = bool(scalar(pb_utils, request, "streaming", False)) and self.decoupled
-            exclude = bool(scalar(pb_utils, request, "sampling_param_exclude_input_from_output", True))
+            streaming = bool(scalar(pb_utils, request, "streaming", False))
+            if streaming and not self.decoupled:
+                # An error, as upstream answers, not one silent unary response.
+                raise ValueError("Streaming is only supported in decoupled mode (set model.repository.llmapiDecoupled: true)")
+            for name in UNSUPPORTED_INPUTS:
+                if pb_utils.get_input_tensor_by_name(request, name) is not None:
+                    raise ValueError(f"input {name!r} is not supported by llmprep's llmapi model")
+            if scalar(pb_utils, request, "stop", False):
+                raise ValueError("input 'stop' is not supported by llmprep's llmapi model")
+            # Upstream's default is False: the answer starts with the prompt.
+            exclude = bool(scalar(pb_utils, request, "sampling_param_exclude_input_from_output", False))
             result = None
             async for result in self.llm.generate_async(prompt, self._sampling(request), streaming=streaming):
                 if sender.is_cancelled():
