@@ -48,6 +48,56 @@ def write_error(what: str, folder: Path, exc: OSError) -> CacheError:
     return CacheError(f"{what}: cannot write the entry in {folder} ({exc.strerror or exc}); {hint}, then run again")
 
 
+MIN_FREE_BYTES = 1 << 20  # below this a volume counts as full: nothing we write fits
+
+
+def ensure_dir(path: Path, what: str = "the cache") -> Path:
+    """`path` as an existing, writable directory with room, or a one-line CacheError naming path, uid and fix."""
+    path = Path(path)
+    uid = os.getuid()
+
+    def fail(reason: str, fix: str) -> CacheError:
+        return CacheError(f"{what} {path}: {reason} (running as uid {uid}); {fix}")
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise fail("a file stands where the directory should be", "remove it or give another --cache") from None
+    except OSError as exc:
+        raise _dir_error(exc, fail) from None
+    if not path.is_dir():
+        raise fail("not a directory", "remove it or give another --cache")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".llmprep-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _dir_error(exc, fail) from None
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        free = MIN_FREE_BYTES
+    if free < MIN_FREE_BYTES:
+        raise fail(f"the volume is full ({free} bytes free)", "free space or enlarge the volume")
+    return path
+
+
+def _dir_error(exc: OSError, fail: Callable[[str, str], CacheError]) -> CacheError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EROFS:
+        return fail("read-only file system", "mount the volume read-write or give another --cache")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return fail(
+            f"not writable ({reason})",
+            f"make it writable for uid {os.getuid()} (chown/chmod, fsGroup, or chattr -i) or give another --cache",
+        )
+    if exc.errno == errno.ENOTDIR:
+        return fail("a file stands where a directory should be", "remove it or give another --cache")
+    if exc.errno in _FULL:
+        return fail("the volume is full", "free space or enlarge the volume")
+    return fail(f"cannot be created or written ({reason})", "give a writable directory with --cache")
+
+
 def cache_key(inputs: Mapping[str, Any]) -> str:
     """A short, stable hash of everything that changes a build's output."""
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
@@ -90,8 +140,11 @@ def locked(
     on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
     """Hold an exclusive fcntl lock on `lock_path`; wait at most `timeout` seconds for it."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    ensure_dir(lock_path.parent)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise write_error(what, lock_path.parent, exc) from None
     try:
         deadline = time.monotonic() + timeout
         told = False
@@ -241,7 +294,7 @@ def ensure_entry(
     """
     if verify_entry(final, manifest_name=manifest_name, deep=deep):
         return Entry(final, read_manifest(final, manifest_name), built=False)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(final.parent)
     with locked(final.with_name(f"{key}.lock"), timeout=lock_timeout, what=f"{final.parent.name}/{key}", on_wait=on_wait):
         if verify_entry(final, manifest_name=manifest_name, deep=deep):
             return Entry(final, read_manifest(final, manifest_name), built=False)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from llmprep import files as userfiles
 from llmprep.errors import SpecError, UsageError
 from llmprep.spec import deep_merge
 
@@ -51,12 +52,9 @@ def merge_values(files: Iterable[Path] = (), sets: Iterable[str] = ()) -> dict[s
     base: dict[str, Any] = {}
     for path in files:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise UsageError(f"--values {path}: no such file") from None
-        except OSError as exc:
-            raise UsageError(f"--values {path}: cannot read ({exc.strerror})") from None
+        text = userfiles.read_text(path, "--values")
+        # Bounded depth and alias expansion, finite numbers, one-line errors; Helm then parses it.
+        userfiles.load_yaml(text, f"--values {path}", SpecError, string_keys=False)
         try:
             doc = helm.values_from_yaml(text)
         except helm.HelmError as exc:
@@ -65,6 +63,24 @@ def merge_values(files: Iterable[Path] = (), sets: Iterable[str] = ()) -> dict[s
     for expression in sets:
         base = apply_set(base, expression)
     return base
+
+
+def _without_nulls(values: Mapping[str, Any], defaults: Any) -> dict[str, Any]:
+    """`values` with every null-valued key removed, at any depth of maps.
+
+    Helm reads a user-supplied null as "remove this key": its coalesce step deletes a key the chart's
+    defaults have (kept here for Helm to do so), but a null for a key without a default reached the
+    schema and failed. Those are dropped here; the tutorials' values.yaml leaves `autoscaling.metric.name:` and `value:`
+    empty in that sense. A later file's null still overrides an earlier file's value, because the
+    files are merged first and the nulls dropped last.
+    """
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        default = defaults.get(key) if isinstance(defaults, Mapping) else None
+        if value is None and not (isinstance(defaults, Mapping) and key in defaults):
+            continue  # nothing to delete: Helm would pass the null on to the schema
+        out[key] = _without_nulls(value, default) if isinstance(value, Mapping) else value
+    return out
 
 
 def apply_set(values: Mapping[str, Any], expression: str) -> dict[str, Any]:
@@ -309,7 +325,7 @@ def render_files(
     try:
         with helm.Chart.load(chart_path) as chart:
             rendered = chart.render(
-                _with_api_versions(values, api_versions), name=release, namespace=namespace, is_install=True
+                _with_api_versions(_without_nulls(values, chart.values), api_versions), name=release, namespace=namespace, is_install=True
             )
     except helm.HelmValuesError as exc:
         raise SpecError(schema_message(str(exc))) from None
@@ -405,7 +421,7 @@ _SCHEMA_LINE = re.compile(r"at '(?P<path>[^']*)': (?P<text>.*)")
 
 def schema_message(text: str) -> str:
     """Helm's values-schema failure as one line per bad key, keys written with dots (`a.b[0]`)."""
-    found: list[str] = []
+    found: dict[str, list[str]] = {}
     for line in text.splitlines():
         match = _SCHEMA_LINE.search(line)
         if not match:
@@ -414,8 +430,15 @@ def schema_message(text: str) -> str:
         key = ""
         for part in parts:
             key += f"[{part}]" if part.isdigit() else (f".{part}" if key else part)
-        found.append(f"{key or 'values'}: {match.group('text').strip()}")
-    return "; ".join(found) if found else _first_line(Exception(text))
+        said = match.group("text").strip()
+        if said == "'anyOf' failed":
+            continue  # the alternatives that failed follow, each on its own line
+        said = re.sub(r"^got (\S+), want (\S+)$", r"\2 (got \1)", said)
+        reasons = found.setdefault(key or "values", [])
+        if said not in reasons:
+            reasons.append(said)
+    lines = [f"{key}: {' or '.join(reasons)}" for key, reasons in found.items()]
+    return "; ".join(lines) if lines else _first_line(Exception(text))
 
 
 _FAIL = re.compile(r"(?:error calling fail: |execution error at \([^)]*\): )(?P<text>.*)")

@@ -18,7 +18,7 @@ from rich.markup import escape
 from llmprep import __version__
 from llmprep.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
 from llmprep.errors import LlmprepError
-from llmprep.spec import ModelSpec, dump_spec, load_spec, parse_assignment
+from llmprep.spec import ModelSpec, dump_spec, load_spec
 
 app = typer.Typer(
     name="llmprep",
@@ -58,9 +58,8 @@ def _root(
 
 def read_spec(spec_files: list[Path] | None, sets: list[str] | None, **flags: Any) -> ModelSpec:
     """The spec from files, then `--set` overrides, then named flags that were given."""
-    overrides: dict[str, Any] = dict(parse_assignment(s) for s in sets or [])
-    overrides.update({k: v for k, v in flags.items() if v is not None})
-    spec = load_spec(spec_files or [], overrides=overrides)
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    spec = load_spec(spec_files or [], overrides=overrides, sets=sets or [])
     for warning in spec.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     return spec
@@ -645,6 +644,12 @@ def chart_lint_cmd(values: ValuesOption = None, set_: HelmSetOption = None) -> N
         raise typer.Exit(1)
     console.print("chart lint: no findings")
 
+def _one_line(message: str, limit: int = 2000) -> str:
+    """An error as one line of bounded length (a pasted 10 MB value must not come back whole)."""
+    line = " ".join(message.split())
+    return line if len(line) <= limit else f"{line[: limit - 1]}…"
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -653,7 +658,7 @@ def main() -> None:
     except LlmprepError as exc:
         if _state["debug"]:
             raise
-        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

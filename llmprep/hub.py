@@ -107,12 +107,17 @@ def select_files(files: list[str]) -> list[str]:
     return sorted(f for f in top if any(fnmatch.fnmatch(f, p) for p in patterns))
 
 
-def find_checkpoint(cache_dir: Path, repo: str, revision: str) -> Checkpoint | None:
-    """The complete checkpoint already in the cache, or None; no network."""
+def find_checkpoint(cache_dir: Path, repo: str, revision: str, *, deep: bool = False) -> Checkpoint | None:
+    """The complete checkpoint already in the cache, or None; no network.
+
+    Sizes are always checked against those recorded at download; `deep` checks the Hub's own
+    digests too (SHA-256 for LFS files, the git blob hash for the others), as engines are verified.
+    """
     path = checkpoint_dir(cache_dir, repo, revision)
     try:
         meta = json.loads((path / META).read_text())
         files = {str(k): int(v) for k, v in meta["files"].items()}
+        digests = {str(k): str(v) for k, v in (meta.get("digests") or {}).items()}
         commit = str(meta["commit"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -120,9 +125,30 @@ def find_checkpoint(cache_dir: Path, repo: str, revision: str) -> Checkpoint | N
         try:
             if (path / rel).stat().st_size != size:
                 return None
+            if deep and rel in digests and file_digest(path / rel, digests[rel]) != digests[rel]:
+                return None
         except OSError:
             return None
     return Checkpoint(path, repo, revision, commit, files)
+
+
+def file_digest(path: Path, like: str) -> str:
+    """The Hub's digest of a file, of the kind `like` is: 64 hex = SHA-256 (LFS), 40 hex = git blob SHA-1."""
+    import hashlib
+
+    h = hashlib.sha256() if len(like) == 64 else hashlib.sha1()
+    if len(like) != 64:
+        h.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _blob_digest(source: Path) -> str | None:
+    """The digest the Hub cache names a blob by (its file name), if it is one."""
+    name = source.name
+    return name if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", name) else None
 
 
 @contextlib.contextmanager
@@ -209,13 +235,21 @@ def _online_listing(repo: str, revision: str, token: str | None) -> tuple[str, l
     return sha, files
 
 
+_FICLONE = 0x40049409  # Linux ioctl: share the blocks copy-on-write (btrfs, XFS), a cheap copy
+
+
 def _place(source: Path, target: Path) -> None:
-    """Hard-link when on the same file system (no copy of many gigabytes), else copy."""
+    """Copy (a reflink where the file system can): never a hard link, whose damage would reach the Hub cache."""
+    import fcntl
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, target)
 
 
 def download(
@@ -229,16 +263,20 @@ def download(
     lock_timeout: float = cache.DEFAULT_LOCK_TIMEOUT,
     progress: Callable[[str], None] | None = None,
     show_bars: bool = True,
+    verify: bool = False,
 ) -> Checkpoint:
-    """The checkpoint of `repo` at `revision` in the cache, downloading what is missing."""
+    """The checkpoint of `repo` at `revision` in the cache, downloading what is missing.
+
+    A checkpoint whose sizes (or, with `verify`, digests) do not match what was recorded is fetched again.
+    """
     say = progress or (lambda _msg: None)
-    done = find_checkpoint(cache_dir, repo, revision)
+    done = find_checkpoint(cache_dir, repo, revision, deep=verify)
     if done is not None:
         return done
     final = checkpoint_dir(cache_dir, repo, revision)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    cache.ensure_dir(final.parent, "the checkpoint cache")
     with cache.locked(final.with_name(f"{final.name}.lock"), timeout=lock_timeout, what=f"{repo}@{revision}", on_wait=say):
-        done = find_checkpoint(cache_dir, repo, revision)
+        done = find_checkpoint(cache_dir, repo, revision, deep=verify)
         if done is not None:
             return done
         hub = hub_cache or hub_cache_dir(cache_dir)
@@ -257,15 +295,25 @@ def download(
         partial = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-", dir=final.parent))
         try:
             files: dict[str, int] = {}
+            digests: dict[str, str] = {}
             for rel in wanted:
                 source = (snapshot / rel).resolve()
                 if not source.is_file():
                     raise HubError(f"{repo}@{commit[:12]}: {rel} is missing from the Hub cache after the download")
+                digest = _blob_digest(source)
+                if digest is not None and file_digest(source, digest) != digest:
+                    # The Hub cache's copy is damaged (truncated, flipped bytes): drop it, fetch it again.
+                    source.unlink()
+                    snapshot = _snapshot(repo, commit, hub, wanted, token=token, offline=offline, show_bars=show_bars)
+                    source = (snapshot / rel).resolve()
+                    if not source.is_file() or file_digest(source, digest) != digest:
+                        raise HubError(f"{repo}@{commit[:12]}: {rel} does not match the Hub's digest after a re-fetch")
                 _place(source, partial / rel)
                 files[rel] = (partial / rel).stat().st_size
-            cache.write_json_atomic(
-                partial / META, {"repo": repo, "revision": revision, "commit": commit, "files": files}
-            )
+                if digest is not None:
+                    digests[rel] = digest
+            meta = {"repo": repo, "revision": revision, "commit": commit, "files": files, "digests": digests}
+            cache.write_json_atomic(partial / META, meta)
             if final.exists():
                 shutil.rmtree(final)  # incomplete: its sizes did not verify above
             os.rename(partial, final)

@@ -79,7 +79,7 @@ def repository_key(spec: ModelSpec, artifact_key: str) -> str:
 
 
 def _checkpoint(spec: ModelSpec, cache_dir: Path, opts: Options, progress: Progress) -> hub.Checkpoint:
-    found = hub.find_checkpoint(cache_dir, spec.hf_repo, spec.revision)
+    found = hub.find_checkpoint(cache_dir, spec.hf_repo, spec.revision, deep=opts.verify)
     if found is not None:
         return found
     progress(f"downloading {spec.hf_repo}@{spec.revision}")
@@ -92,6 +92,7 @@ def _checkpoint(spec: ModelSpec, cache_dir: Path, opts: Options, progress: Progr
         hub_cache=opts.hub_cache,
         lock_timeout=opts.lock_timeout,
         progress=progress,
+        verify=opts.verify,
     )
 
 

@@ -123,6 +123,9 @@ def _engine_parameters(spec: ModelSpec, engine: str, src: Sources) -> list[tuple
     if engine == "standin":
         return [
             ("exclude_input_in_output", _bool(repo.exclude_input_in_output)),
+            # Read with no fallback by the real backend (tests/data/backend_parameters.csv): the stand-in carries them too.
+            ("gpt_model_type", repo.batching_strategy),
+            ("tokenizer_dir", str(src.tokenizer)),
             *_standin_parameters(spec, src.tokenizer),
         ]
     assert src.engine_dir is not None
@@ -173,6 +176,7 @@ def template_values(spec: ModelSpec, runtime: str, engine: str, src: Sources) ->
     model = src.model_dir or src.tokenizer
     return {
         **common,
+        "decoupled": _bool(repo.llmapi_decoupled),
         # Upstream's llmapi model does not batch in Triton (its model.yaml: max_batch_size 0);
         # the LLM API batches inside (engine_max_batch_size).
         "max_batch_size": 0,
@@ -311,7 +315,9 @@ def write_repository(
     out_dir = Path(out_dir).expanduser().absolute()
     _check_target(out_dir)
     src, tiny = _sources(runtime, engine, out_dir, checkpoint_dir, artifact_dir, tokenizer_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    from llmprep.cache import ensure_dir
+
+    ensure_dir(out_dir.parent, "the repository's directory")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         if tiny:

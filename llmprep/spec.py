@@ -9,6 +9,8 @@ the chart's business and are not read here).
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,15 @@ from typing import Any
 
 import yaml
 
-from llmprep.errors import SpecError
+from llmprep import converters
+from llmprep.errors import LlmprepError, SpecError
+from llmprep.files import looks_like_token, quote
+
+_DECIMAL = re.compile(r"^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
+INT32_MAX = 2**31 - 1  # Kubernetes and TensorRT-LLM integers are int32
+MAX_PARALLEL = 1024  # GPUs in one tensor or pipeline group; far above any machine made
+# A Secret's name is a DNS-1123 subdomain (Kubernetes: apimachinery validation IsDNS1123Subdomain).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 DATA_TYPES = ("float16", "bfloat16", "float32")
 RUNTIMES = ("auto", "engine", "pytorch")
@@ -97,6 +107,8 @@ class RepositoryOptions:
     """What the tutorials filled into the model repository with fill_template.py."""
 
     decoupled: bool = True
+    # The llmapi layout's own switch: upstream's model.yaml ships decoupled False (unary).
+    llmapi_decoupled: bool = False
     max_beam_width: int = 1
     enable_kv_cache_reuse: bool = False
     batching_strategy: str = "inflight_fused_batching"
@@ -177,6 +189,7 @@ def _model_values(spec: ModelSpec) -> dict[str, Any]:
         },
         "repository": {
             "decoupled": repo.decoupled,
+            "llmapiDecoupled": repo.llmapi_decoupled,
             "maxBeamWidth": repo.max_beam_width,
             "enableKvCacheReuse": repo.enable_kv_cache_reuse,
             "batchingStrategy": repo.batching_strategy,
@@ -243,10 +256,10 @@ class _Section:
             raise SpecError(f"{self._at(key)}: must be a non-empty string, got {_kind(value)}")
         allowed = tuple(choices)
         if allowed and value not in allowed:
-            raise SpecError(f"{self._at(key)}: {value!r} is not one of {', '.join(allowed)}")
+            raise SpecError(f"{self._at(key)}: {quote(value)} is not one of {', '.join(allowed)}")
         return value
 
-    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = INT32_MAX) -> int:
         value = self._get(key)
         if value is None:
             return default
@@ -254,14 +267,20 @@ class _Section:
             raise SpecError(f"{self._at(key)}: must be an integer ≥ {minimum}, got {_kind(value)}")
         if value < minimum:
             raise SpecError(f"{self._at(key)}: must be an integer ≥ {minimum}, got {value}")
+        if value > maximum:
+            raise SpecError(f"{self._at(key)}: must be an integer ≤ {maximum}, got {value}")
         return value
 
     def number(self, key: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
         value = self._get(key)
         if value is None:
             return default
+        if isinstance(value, str) and _DECIMAL.match(value):
+            value = float(value)  # Helm's --set leaves decimals as strings ("0.8")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"{self._at(key)}: must be a number, got {_kind(value)}")
+        if not math.isfinite(value):
+            raise SpecError(f"{self._at(key)}: must be a finite number, got {value}")
         if value < minimum or (maximum is not None and value > maximum):
             bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"≥ {minimum:g}"
             raise SpecError(f"{self._at(key)}: must be {bound}, got {value}")
@@ -298,22 +317,39 @@ class _Section:
         self.seen.update(keys)
 
     def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
+        unknown = sorted(set(self.data) - self.seen, key=str)
         if unknown:
             allowed = ", ".join(sorted(self.seen))
-            raise SpecError(f"{self._at(unknown[0])}: unknown key; allowed here: {allowed}")
+            raise SpecError(f"{self._at(str(unknown[0]))[:200]}: unknown key; allowed here: {allowed}")
 
 
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {value}"
     if isinstance(value, (int, float)):
-        return f"number {value}"
+        return f"number {quote(value)}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {quote(value)}"
     if value is None:
         return "nothing"
     return type(value).__name__
+
+
+def _secret_name(sec: _Section, key: str) -> str | None:
+    """A field that names a Secret: a DNS subdomain, and never echoed (a pasted token would be printed)."""
+    value = sec._get(key)
+    if value is None:
+        return None
+    if looks_like_token(value):
+        raise SpecError(
+            f"{sec._at(key)}: this looks like a token, not a Secret's name (value not shown); "
+            "store the token in a Secret (kubectl create secret generic NAME --from-literal=token=…) and give NAME"
+        )
+    if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise SpecError(
+            f"{sec._at(key)}: must be a Secret's name (lowercase letters, digits, '-' and '.', at most 253; value not shown)"
+        )
+    return value
 
 
 def _read_gpu(value: Any) -> tuple[str, ...]:
@@ -347,7 +383,10 @@ def parse_spec(doc: Any, *, source: str = "spec") -> ModelSpec:
 
     trt = model.section("tensorrtLlm")
     par = trt.section("parallelism")
-    parallelism = Parallelism(tensor=par.integer("tensor", 1, minimum=1), pipeline=par.integer("pipeline", 1, minimum=1))
+    parallelism = Parallelism(
+        tensor=par.integer("tensor", 1, minimum=1, maximum=MAX_PARALLEL),
+        pipeline=par.integer("pipeline", 1, minimum=1, maximum=MAX_PARALLEL),
+    )
     par.done()
     limits = BuildLimits(
         max_batch_size=trt.integer("maxBatchSize", BuildLimits.max_batch_size, minimum=1),
@@ -370,6 +409,8 @@ def parse_spec(doc: Any, *, source: str = "spec") -> ModelSpec:
         warnings.append("model.tensorrtLlm.enable does nothing (it never did in the tutorials' chart)")
     data_type = trt.text("dataType", "float16", choices=DATA_TYPES) or "float16"
     runtime = trt.text("runtime", "auto", choices=RUNTIMES) or "auto"
+    if runtime == "engine":  # what the family's converter cannot do fails before any download
+        converters.check_parallelism(converters.guess_family(hf_repo) or "", parallelism.tensor, parallelism.pipeline)
     options = trt.mapping("options")
     trt.done()
 
@@ -381,7 +422,7 @@ def parse_spec(doc: Any, *, source: str = "spec") -> ModelSpec:
         hf_repo=hf_repo,
         revision=model.text("revision", "main") or "main",
         tokenizer=model.text("tokenizer"),
-        pull_secret=model.text("pullSecret"),
+        pull_secret=_secret_name(model, "pullSecret"),
         skip_conversion=model.flag("skipConversion", False),
         persistent_volume_claim=model.text("persistentVolumeClaim"),
         data_type=data_type,
@@ -408,6 +449,7 @@ def _read_repository(sec: _Section, warnings: list[str]) -> RepositoryOptions:
     inst = sec.section("instances")
     opts = RepositoryOptions(
         decoupled=sec.flag("decoupled", d.decoupled),
+        llmapi_decoupled=sec.flag("llmapiDecoupled", d.llmapi_decoupled),
         max_beam_width=sec.integer("maxBeamWidth", d.max_beam_width, minimum=1),
         enable_kv_cache_reuse=sec.flag("enableKvCacheReuse", d.enable_kv_cache_reuse),
         batching_strategy=sec.text("batchingStrategy", d.batching_strategy, choices=BATCHING_STRATEGIES)
@@ -484,18 +526,9 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def read_yaml(path: Path) -> Any:
     """Read one YAML document, turning every failure into a one-line SpecError."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}: not valid YAML{where}") from None
+    from llmprep import files
+
+    return files.read_yaml(path, "spec file", SpecError)
 
 
 def load_spec(
@@ -503,8 +536,9 @@ def load_spec(
     *,
     overrides: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
 ) -> ModelSpec:
-    """Read values files in order (later wins), apply `key.path=value` overrides, validate."""
+    """Read values files in order (later wins), apply `--set` expressions (Helm's parser), then overrides."""
     doc: dict[str, Any] = dict(base or {})
     for path in paths:
         data = read_yaml(Path(path))
@@ -513,6 +547,16 @@ def load_spec(
         if not isinstance(data, Mapping):
             raise SpecError(f"{path}: must be a mapping of values keys, got {_kind(data)}")
         doc = deep_merge(doc, data)
+    if sets:
+        from llmprep.chart import apply_set  # Helm's --set grammar, the same as `chart template`
+
+        try:
+            for expression in sets:
+                doc = apply_set(doc, expression)
+        except SpecError:
+            raise
+        except LlmprepError as exc:
+            raise SpecError(str(exc)) from None
     for key, value in (overrides or {}).items():
         doc = set_path(doc, key, value)
     return parse_spec(doc)

@@ -92,7 +92,7 @@ def test_spec_round_trips_through_its_values_form() -> None:
         (["spec", "show", "--set", "model.name=gpt2"], 0, "hfRepo: openai-community/gpt2"),
         (["spec", "show", "--set", "model.name=gpt2", "--set", "model.tensorrtLlm.parallelism.tensor=0"], 2,
          "model.tensorrtLlm.parallelism.tensor"),
-        (["spec", "show", "--spec", "/nonexistent.yaml"], 2, "no such spec file"),
+        (["spec", "show", "--spec", "/nonexistent.yaml"], 2, "no such file"),
     ],
 )
 def test_cli_reports_spec_errors_in_one_line_without_traceback(args: list[str], code: int, needle: str) -> None:

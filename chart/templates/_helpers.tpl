@@ -402,18 +402,50 @@ spec:
   {{- end }}
   tolerations:
     - key: nvidia.com/gpu
-      operator: Equal
-      value: present
+      operator: Exists
       effect: NoSchedule
     {{- with $V.kubernetes.tolerations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   initContainers:
+    {{- if include "llmprep.cacheNeedsOwner" $root }}
+    # The kubelet creates a hostPath directory as root, mode 0755, and fsGroup does not apply to
+    # hostPath: hand the cache directory (only it, not its contents) to the pod's uid and gid.
+    # Root with CAP_CHOWN and CAP_FOWNER only, nothing else (values.yaml: cache.hostPathOwner).
+    - name: cache-owner
+      image: {{ include "llmprep.image" $root | quote }}
+      imagePullPolicy: {{ $tri.image.imagePullPolicy | default $tri.image.pullPolicy }}
+      command:
+        - sh
+        - -c
+        - chown {{ $tri.podSecurityContext.runAsUser | int64 }}:{{ $tri.podSecurityContext.runAsGroup | default $tri.podSecurityContext.runAsUser | int64 }} {{ $cacheMount | quote }} && chmod 0770 {{ $cacheMount | quote }}
+      resources:
+        requests:
+          cpu: 10m
+          memory: 16Mi
+        limits:
+          cpu: 100m
+          memory: 64Mi
+      securityContext:
+        runAsUser: 0
+        runAsNonRoot: false
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities:
+          drop:
+            - ALL
+          add:
+            - CHOWN
+            - FOWNER
+      volumeMounts:
+        - name: cache
+          mountPath: {{ $cacheMount }}
+    {{- end }}
     # Download, build (engine runtime) and write the model repository into the shared cache;
     # a warm cache makes this a sub-second check.
     - name: prepare
       image: {{ include "llmprep.image" $root | quote }}
-      imagePullPolicy: {{ $tri.image.pullPolicy }}
+      imagePullPolicy: {{ $tri.image.imagePullPolicy | default $tri.image.pullPolicy }}
       command:
         - llmprep
         - prepare
@@ -445,7 +477,7 @@ spec:
   containers:
     - name: triton
       image: {{ include "llmprep.image" $root | quote }}
-      imagePullPolicy: {{ $tri.image.pullPolicy }}
+      imagePullPolicy: {{ $tri.image.imagePullPolicy | default $tri.image.pullPolicy }}
       command:
         - llmprep
         - serve
@@ -565,7 +597,7 @@ spec:
         claimName: {{ $fullname }}-cache
       {{- else }}
       hostPath:
-        path: {{ $V.kubernetes.hostRootPath }}
+        path: {{ $V.kubernetes.hostRootPath | default "/triton" }}
         type: DirectoryOrCreate
       {{- end }}
     - name: shm
@@ -620,3 +652,14 @@ kind: Deployment
 name: {{ include "llmprep.fullname" . }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when the pods mount a hostPath cache and `cache.hostPathOwner` is on: the cache-owner init
+container then makes the kubelet-created directory writable by the pod's uid.
+*/}}
+{{- define "llmprep.cacheNeedsOwner" -}}
+{{- $V := .Values -}}
+{{- if and $V.cache.hostPathOwner (not $V.model.persistentVolumeClaim) (not $V.cache.persistentVolumeClaim.create) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -25,8 +25,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from llmprep.errors import UsageError
 
 DEFAULT_SCENARIO = "default.scenario.yaml"
@@ -208,16 +206,7 @@ def _bad_sync(where: str) -> float:
 def load_scenario(path: Path | None = None) -> Scenario:
     """Read a scenario file; None: the embedded default."""
     path = Path(path) if path is not None else data_dir() / DEFAULT_SCENARIO
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"--scenario {path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"--scenario {path}: cannot read ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"--scenario {path}: not valid YAML{at}") from None
+    from llmprep import files
+
+    doc = files.read_yaml(path, "--scenario", UsageError)
     return parse_scenario(doc, source=path)

@@ -76,7 +76,7 @@ def test_gpu_toleration_comes_first_then_the_users(defaults: Objects) -> None:
     objects = render(sets=["kubernetes.tolerations[0].key=dedicated", "kubernetes.tolerations[0].operator=Exists",
                            "kubernetes.tolerations[0].effect=NoSchedule"])
     tolerations = _pod(objects)["spec"]["tolerations"]
-    gpu = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}
+    gpu = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     assert tolerations == [gpu, extra]
     assert _pod(defaults)["spec"]["tolerations"] == [gpu]
 

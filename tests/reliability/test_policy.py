@@ -29,6 +29,9 @@ CASES: list[tuple[list[Path], list[str]]] = [
 ]
 CASE_IDS = ["defaults", *ids(MODEL_FILES), *ids(TUTORIAL_FILES), *SWITCHES]
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod", "LeaderWorkerSet"}
+# The one container allowed root: it chowns a kubelet-created hostPath cache directory to the pod's
+# uid (values.yaml `cache.hostPathOwner` says why); its exact privileges are pinned below.
+CACHE_OWNER = "cache-owner"
 
 
 def pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -67,9 +70,13 @@ def effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
     return own[key] if key in own else pod.get("securityContext", {}).get(key)
 
 
+def unprivileged(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in containers(pod) if c["name"] != CACHE_OWNER]
+
+
 def test_every_container_runs_as_a_non_root_user(pods: list[tuple[str, dict[str, Any]]]) -> None:
     for name, pod in pods:
-        for c in containers(pod):
+        for c in unprivileged(pod):
             assert effective(pod, c, "runAsNonRoot") is True, f"{name}/{c['name']}"
             assert effective(pod, c, "runAsUser") not in (None, 0), f"{name}/{c['name']}"
 
@@ -78,8 +85,9 @@ def test_every_container_drops_all_capabilities_and_cannot_escalate(pods: list[t
     for name, pod in pods:
         for c in containers(pod):
             context = c.get("securityContext", {})
+            added = set(context.get("capabilities", {}).get("add") or [])
             assert "ALL" in context.get("capabilities", {}).get("drop", []), f"{name}/{c['name']}"
-            assert not context.get("capabilities", {}).get("add"), f"{name}/{c['name']}"
+            assert added <= ({"CHOWN", "FOWNER"} if c["name"] == CACHE_OWNER else set()), f"{name}/{c['name']}"
             assert context.get("allowPrivilegeEscalation") is False, f"{name}/{c['name']}"
             assert not context.get("privileged"), f"{name}/{c['name']}"
 
@@ -147,3 +155,29 @@ def test_inference_and_metrics_ports_admit_only_the_configured_peers() -> None:
     policy = chart.find(chart.render(values, release=RELEASE), "NetworkPolicy")[0]
     by_port = {p["port"]: rule.get("from") for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert by_port == {8000: [clients], 8001: [clients], 8002: [prometheus]}
+
+
+def _cache_owner(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for obj in objects if obj["kind"] in POD_KINDS for _, pod in pod_specs(obj)
+            for c in containers(pod) if c["name"] == CACHE_OWNER]
+
+
+def test_a_hostpath_cache_is_handed_to_the_pod_uid_by_a_root_step_with_only_chown_and_fowner() -> None:
+    objects = chart.render(chart.merge_values([], [f"triton.image.name={IMAGE}"]))
+    pod = chart.find(objects, "Deployment")[0]["spec"]["template"]["spec"]
+    (owner,) = _cache_owner(objects)
+    context = owner["securityContext"]
+    assert pod["initContainers"][0]["name"] == CACHE_OWNER  # before prepare writes the cache
+    assert context["runAsUser"] == 0 and context["runAsNonRoot"] is False
+    assert sorted(context["capabilities"]["add"]) == ["CHOWN", "FOWNER"]
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+    assert [m["name"] for m in owner["volumeMounts"]] == ["cache"]
+    uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    assert f"chown {uid}:{gid} " in owner["command"][-1]
+
+
+@pytest.mark.parametrize("sets", [["cache.persistentVolumeClaim.create=true"], ["model.persistentVolumeClaim=nfs"],
+                                  ["cache.hostPathOwner=false"]], ids=["created claim", "named claim", "switched off"])
+def test_no_root_step_runs_where_the_cache_needs_none(sets: list[str]) -> None:
+    assert _cache_owner(chart.render(chart.merge_values([], [f"triton.image.name={IMAGE}", *sets]))) == []

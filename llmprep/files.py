@@ -1,0 +1,170 @@
+"""Ground module: reading the user's files (one YAML reader with one-line errors) and quoting values.
+
+Every call site that reads a user's YAML (spec, chart, lab) goes through `read_text` + `load_yaml`,
+so junk bytes, UTF-16, deep nesting, alias bombs, FIFOs and devices all end in one line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmprep.errors import LlmprepError, UsageError
+
+MAX_BYTES = 64 * 1024 * 1024  # a values file is kilobytes; refuse what would fill memory
+MAX_DEPTH = 100  # Helm values nest a dozen levels; thousands mean junk (and Python's recursion limit)
+MAX_NODES = 1_000_000  # nodes after alias expansion: an alias bomb expands to billions
+QUOTE_CHARS = 80  # what an error quotes of a value
+
+# Values that look like credentials: Hugging Face, GitHub, generic bearer-ish strings.
+_TOKEN = re.compile(r"^(hf_|api_|ghp_|gho_|github_pat_|glpat-|sk-|xox[abp]-)[A-Za-z0-9_\-]{6,}$|^[A-Za-z0-9_\-]{32,}$")
+
+
+def looks_like_token(value: object) -> bool:
+    """True for a string shaped like an access token (never echo or store it)."""
+    return isinstance(value, str) and bool(_TOKEN.match(value.strip()))
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters, tokens hidden: what an error may quote of user input."""
+    if looks_like_token(value):
+        return "<a value that looks like a token, not shown>"
+    text = repr(value)
+    if len(text) > limit:
+        text = f"{text[: limit - 1]}… ({len(text)} characters)"
+    return text
+
+
+def read_text(path: Path | str, what: str, error: type[LlmprepError] = UsageError) -> str:
+    """The UTF-8 text of a regular file, or `error` in one line (missing, FIFO/device, too big, not UTF-8)."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise error(f"{what} {path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{what} {path}: not a regular file (a FIFO, device or directory); give a YAML file") from None
+    if st.st_size > MAX_BYTES:
+        raise error(f"{what} {path}: {st.st_size} bytes, over the {MAX_BYTES // 2**20} MiB a values file may have")
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO after stat, do not block on open.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise error(f"{what} {path}: not a regular file; give a YAML file")
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(MAX_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise error(f"{what} {path}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_BYTES:
+        raise error(f"{what} {path}: over the {MAX_BYTES // 2**20} MiB a values file may have")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        hint = " (it looks like UTF-16: save it as UTF-8)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise error(f"{what} {path}: not UTF-8 text at byte {exc.start}{hint}; give a UTF-8 YAML file") from None
+    if "\x00" in text:
+        raise error(f"{what} {path}: contains NUL bytes; give a UTF-8 YAML text file")
+    return text.removeprefix("\ufeff")
+
+
+def _check_shape(text: str, where: str, error: type[LlmprepError]) -> None:
+    """Refuse deep nesting before PyYAML's recursive composer sees it (the event parser is iterative)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark else 0
+                    raise error(f"{where}: nested more than {MAX_DEPTH} levels deep at line {line}; flatten it")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        raise error(f"{where}: not valid YAML{_at_line(exc)}") from None
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a cycle (not constructible by SafeLoader anyway) counts once
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    size = min(size, MAX_NODES + 1)
+    memo[key] = size
+    return size
+
+
+def _at_line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}" if mark else ""
+
+
+def _check_values(value: Any, where: str, path: str, error: type[LlmprepError], string_keys: bool) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if string_keys and not isinstance(key, str):
+                at = path or "the top level"
+                raise error(f"{where}: key {quote(key)} under {at} is not a string; quote it")
+            _check_values(item, where, f"{path}.{key}" if path else str(key), error, string_keys)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_values(item, where, f"{path}[{i}]", error, string_keys)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise error(f"{where}: {path or 'the document'}: {value} is not a finite number; give a number")
+
+
+def load_yaml(
+    text: str,
+    where: str,
+    error: type[LlmprepError] = UsageError,
+    *,
+    string_keys: bool = True,
+    finite: bool = True,
+) -> Any:
+    """One YAML document from `text`, bounded in depth and alias expansion, as plain data; one-line errors.
+
+    `string_keys`: every mapping key must be a string. `finite`: refuse .nan and .inf anywhere.
+    """
+    _check_shape(text, where, error)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise error(f"{where}: not valid YAML{_at_line(exc)}") from None
+    if node is None:
+        return None
+    if _expanded_size(node, {}) > MAX_NODES:
+        raise error(f"{where}: aliases expand to more than {MAX_NODES} values (an alias bomb?); write the values out")
+    loader = yaml.SafeLoader("")
+    try:
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        if "unhashable" in str(exc):
+            raise error(f"{where}: a mapping key is a list or mapping{_at_line(exc)}; keys must be strings") from None
+        raise error(f"{where}: not valid YAML{_at_line(exc)}") from None
+    except TypeError:  # an unhashable key, e.g. `? [a, b]`
+        raise error(f"{where}: a mapping key is a list or mapping; keys must be strings") from None
+    finally:
+        loader.dispose()
+    _check_values(data, where, "", error, string_keys)
+    return data
+
+
+def read_yaml(path: Path | str, what: str, error: type[LlmprepError] = UsageError, **options: bool) -> Any:
+    """`load_yaml(read_text(path))`, with errors naming `what path`."""
+    text = read_text(path, what, error)
+    return load_yaml(text, f"{what} {path}".strip(), error, **options)
