@@ -59,11 +59,15 @@ def test_the_markdown_table_and_the_runtime_plot_are_written(short_run: dict[str
 
 
 @pytest.mark.slow
-def test_requests_waiting_in_the_batcher_rise_with_load_past_saturation(short_run: dict[str, Any]) -> None:
-    # The stand-in hands requests to its batcher (maxInFlight 4): at 4× capacity (16 clients) about 12 wait.
+def test_requests_waiting_stays_near_zero_past_saturation_when_the_kv_cache_is_ample(short_run: dict[str, Any]) -> None:
+    # Upstream's waiting is active - scheduled (issue 18 item 6): at 4x capacity (16 clients) the batch
+    # is full (maxInFlight 4), the KV cache is ample, everything admitted is scheduled, and the
+    # other ~12 requests wait in the executor's queue, which this family does not count. This is
+    # why the chart's defaults await their re-proof (docs/signals.md).
     (result,) = short_run["results"]
     waiting = next(v for v in result["verdicts"] if v["signal"] == "trtllm:requests_waiting")
-    assert waiting["monotone"] and waiting["medians"][-1] >= 8
+    assert max(m or 0 for m in waiting["medians"]) < 1
+    assert waiting["verdict"] == "not proven"
 
 
 @pytest.mark.slow
