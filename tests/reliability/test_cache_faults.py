@@ -30,7 +30,7 @@ def _file_as_parent(tmp: Path) -> Path:
 BAD_PATHS: list[tuple[str, Callable[[Path], Path]]] = [
     ("a file where the directory should be", _file_in_place),
     ("a file as a parent directory", _file_as_parent),
-    ("a path under /proc", lambda tmp: Path("/proc/self/llmprep-cache")),
+    ("a path under /proc", lambda tmp: Path("/proc/llmprep-cache")),
     ("a path under /proc/sys", lambda tmp: Path("/proc/sys/llmprep-cache")),
     ("a path under a device", lambda tmp: Path("/dev/null/llmprep-cache")),
 ]
