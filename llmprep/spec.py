@@ -512,18 +512,6 @@ def set_path(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return deep_merge(doc, patch)
 
 
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """`key.path=value` with the value read as a YAML scalar (so `2` is a number, `true` a boolean)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise SpecError(f"--set {text!r}: write it as key.path=value, e.g. model.tensorrtLlm.parallelism.tensor=2")
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
-
-
 def read_yaml(path: Path) -> Any:
     """Read one YAML document, turning every failure into a one-line SpecError."""
     from llmprep import files
