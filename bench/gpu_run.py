@@ -125,9 +125,9 @@ def scenario_doc(values_file: Path, stages: Sequence[Any], speed: float, settle:
 
 def render(kit: Path, width: int, layers: int, stages: Sequence[Any], speed: float, name: str,
            settle: str = "90s") -> Path:
+    from llmprep.lab.prometheus import check_rules
     from llmprep.lab.rendered import prepare
     from llmprep.lab.scenario import parse_scenario
-    from llmprep.prometheus import check_rules
 
     kit.mkdir(parents=True, exist_ok=True)
     values_file = kit / f"{name}.values.yaml"

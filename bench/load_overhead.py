@@ -280,7 +280,7 @@ def render_stream(rows: Sequence[Mapping[str, Any]], concurrency: int, floor_nam
 
 def start_server(work: Path) -> Any:
     from bench.warm_start import _free_port
-    from llmprep.triton import TritonProcess
+    from llmprep.serve.triton import TritonProcess
 
     repository = work / "models"
     shutil.copytree(MODELS, repository, ignore=shutil.ignore_patterns("__pycache__"))

@@ -135,7 +135,7 @@ def _free_port() -> int:
 
 def _time_to_ready(repository: Path, log_path: Path, timeout: float = 120) -> float:
     """Start `llmprep serve --repository` and return seconds until /v2/health/ready; then stop it (SIGTERM)."""
-    from llmprep.triton import http_ok
+    from llmprep.serve.triton import http_ok
 
     http, grpc, metrics = _free_port(), _free_port(), _free_port()
     args = [sys.executable, "-m", "llmprep.cli", "serve", "--repository", str(repository), "--address", "127.0.0.1",

@@ -315,7 +315,7 @@ def write_repository(
     out_dir = Path(out_dir).expanduser().absolute()
     _check_target(out_dir)
     src, tiny = _sources(runtime, engine, out_dir, checkpoint_dir, artifact_dir, tokenizer_dir)
-    from llmprep.cache import ensure_dir
+    from llmprep.artifacts.cache import ensure_dir
 
     ensure_dir(out_dir.parent, "the repository's directory")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from llmprep import converters
+from llmprep.artifacts import converters
 from llmprep.errors import LlmprepError, SpecError
 from llmprep.files import looks_like_token, quote
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmprep import build, trtllm
+from llmprep.artifacts import build, trtllm
 from llmprep.errors import BuildError, SpecError
 from llmprep.spec import ModelSpec, parse_spec
 from tests.conftest import run_cli

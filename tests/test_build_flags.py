@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from llmprep import build, converters
+from llmprep.artifacts import build, converters
 from llmprep.errors import SpecError
 from llmprep.spec import ModelSpec, parse_spec
 from tests.conftest import run_cli

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from llmprep import build, cache
+from llmprep.artifacts import build, cache
 from llmprep.errors import CacheError, UsageError
 from llmprep.spec import parse_spec
 from tests.conftest import run_cli

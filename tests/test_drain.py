@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from llmprep.drain import DrainResult, drain, established
 from llmprep.errors import UsageError
+from llmprep.serve.drain import DrainResult, drain, established
 from tests.conftest import ROOT, FakeClock, run_cli
 
 

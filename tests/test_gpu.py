@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep import gpu
+from llmprep.artifacts import gpu
 from llmprep.errors import BuildError
 from tests.doubles import H100, install_release
 

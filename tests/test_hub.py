@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub import errors as hf_errors
 
-from llmprep import hub
+from llmprep.artifacts import hub
 from llmprep.errors import HubError, UsageError
 from tests.conftest import run_cli
 from tests.doubles import make_hub_cache, tiny_checkpoint_files

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from llmprep.artifacts.capacity import gpu_memory_bytes, load_config, make_plan, read_shape
 from llmprep.errors import UsageError
-from llmprep.plan import gpu_memory_bytes, load_config, make_plan, read_shape
 from tests.conftest import ROOT, run_cli
 
 CONFIGS = ROOT / "tests" / "data" / "configs"

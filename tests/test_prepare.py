@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep import cache, prepare
+from llmprep.artifacts import cache, prepare
 from llmprep.errors import BuildError, CacheError
 from llmprep.spec import ModelSpec, parse_spec
 from tests.conftest import ROOT, run_cli

@@ -39,7 +39,7 @@ from llmprep.serve import (
     resolve_role,
     wait_for_workers,
 )
-from llmprep.triton import TritonInstall, http_ok
+from llmprep.serve.triton import TritonInstall, http_ok
 from tests.conftest import ROOT, FakeClock, free_port, run_cli
 
 GOLDEN = ROOT / "tests" / "data" / "serve_golden"

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmprep import converters
+from llmprep.artifacts import converters
 from llmprep.errors import SpecError
 from llmprep.spec import DATA_TYPES, KNOWN_MODELS, RUNTIMES, parse_spec, set_path
 

@@ -7,7 +7,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from llmprep.errors import ServeError
-from llmprep.triton import TritonProcess, locate_triton, server_args
+from llmprep.serve.triton import TritonProcess, locate_triton, server_args
 from tests.conftest import ROOT, free_port
 
 

@@ -32,7 +32,7 @@ from typing import Literal
 from llmprep.errors import LabError
 from llmprep.lab.front import Front
 from llmprep.lab.hpa import Pod
-from llmprep.triton import http_ok
+from llmprep.serve.triton import http_ok
 
 State = Literal["starting", "ready", "draining", "stopped", "failed"]
 

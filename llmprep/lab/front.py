@@ -46,7 +46,7 @@ class Backend:
 
 
 def _http_ok(url: str) -> bool:
-    from llmprep.triton import http_ok
+    from llmprep.serve.triton import http_ok
 
     return http_ok(url, timeout=1.0)
 

@@ -1,6 +1,6 @@
 """The HPA's input as the cluster would serve it: prometheus-adapter for Pods metrics, KEDA for External.
 
-Pods metrics go through llmprep.adapter with the rules of monitoring/prometheus-adapter.values.yaml,
+Pods metrics go through llmprep.lab.adapter with the rules of monitoring/prometheus-adapter.values.yaml,
 the file the cluster installs: discovery (series → metric names) is refreshed every
 `metricsRelistInterval` (compressed by the lab's speed), and each HPA request runs the rule's
 templated `metricsQuery` for the pods of the Deployment, as the adapter does. A metric that no
@@ -37,13 +37,13 @@ class MetricsSource:
 
     def __init__(
         self,
-        prometheus: Any,  # llmprep.prometheus.PrometheusServer
+        prometheus: Any,  # llmprep.lab.prometheus.PrometheusServer
         *,
         namespace: str,
         adapter_values: Path | None = None,
         speed: float = 1.0,
     ) -> None:
-        from llmprep import adapter
+        from llmprep.lab import adapter
 
         self.prometheus = prometheus
         self.namespace = namespace
@@ -61,7 +61,7 @@ class MetricsSource:
         self.queries: dict[str, str] = {}  # metric -> the last PromQL sent for it
 
     def _relist(self) -> None:
-        from llmprep import adapter
+        from llmprep.lab import adapter
 
         now = time.monotonic()
         if now >= self._next_relist:
@@ -92,7 +92,7 @@ class MetricsSource:
 
     def pod_values(self, metric: str, pods: Sequence[str], selector: Any = None) -> dict[str, float]:
         """What the adapter serves for `metric` on `pods` (pods without a series left out)."""
-        from llmprep import adapter
+        from llmprep.lab import adapter
 
         if not pods:
             raise LabError(f"unable to get metric {metric}: no pods")

@@ -104,7 +104,7 @@ def compose_values(scenario: Scenario) -> dict[str, Any]:
 
 def compress(values: dict[str, Any], chart_dir: Path, speed: float) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
     """`values` with the monitoring durations divided by `speed`, and what changed."""
-    from llmprep.prometheus import duration
+    from llmprep.lab.prometheus import duration
 
     if speed == 1:
         return values, {}
@@ -226,7 +226,7 @@ def _pre_stop_hook(argv: Sequence[str]) -> tuple[float, float | None]:
     if len(argv) == 2 and argv[0] == "sleep":
         return _seconds(argv[1], "preStop sleep"), None
     if argv[:2] == ["llmprep", "drain"]:
-        from llmprep.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
+        from llmprep.serve.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
 
         pause = _flag(argv, "--pause")
         timeout = _flag(argv, "--timeout")

@@ -212,7 +212,7 @@ def run_lab(
     `setup` is the chart's output for this scenario (`rendered.prepare`), when it was rendered
     elsewhere: on a machine without Helm's SDK, say, such as a GPU host with no package registry.
     """
-    from llmprep.prometheus import PrometheusServer, ScrapeTarget, check_rules, locate_prometheus
+    from llmprep.lab.prometheus import PrometheusServer, ScrapeTarget, check_rules, locate_prometheus
     from llmprep.repo import write_repository
 
     console = console or Console(stderr=True)
@@ -522,7 +522,7 @@ def _build_report(
         "replicas": replicas,
     }
     try:
-        from llmprep import adapter
+        from llmprep.lab import adapter
         from llmprep.lab.metrics import relist_interval_s
 
         configuration["adapter_relist_s"] = relist_interval_s(adapter.ADAPTER_VALUES) / speed

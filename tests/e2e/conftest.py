@@ -16,8 +16,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from llmprep.repo import write_repository
+from llmprep.serve.triton import TritonProcess
 from llmprep.spec import parse_spec
-from llmprep.triton import TritonProcess
 from tests.conftest import free_port
 
 PROMPT = "What is machine learning?"

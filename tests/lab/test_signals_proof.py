@@ -1,4 +1,4 @@
-"""The signals proof (scripts/signals_proof.py): one runtime, short mode, through the real lab.
+"""The signals proof (bench/signals_proof.py): one runtime, short mode, through the real lab.
 
 The module runs the engine/ensemble case once (levels 0, 1×, 2×, 4× one replica's capacity,
 20 s each, about two minutes with real tritonserver and Prometheus) and checks the recorded
@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPT = ROOT / "scripts" / "signals_proof.py"
+SCRIPT = ROOT / "bench" / "signals_proof.py"
 
 
 def _load() -> ModuleType:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep.triton import TritonProcess
+from llmprep.serve.triton import TritonProcess
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent / "data" / "repo"

@@ -17,7 +17,7 @@ import pytest
 from llmprep.load.clients import GrpcClient, ModelSchema, build_plan
 from llmprep.load.prompts import Prompt
 from llmprep.load.stats import Sample
-from llmprep.triton import TritonProcess
+from llmprep.serve.triton import TritonProcess
 from tests.conftest import ROOT, free_port
 
 FAST_MODEL = ROOT / "bench" / "models" / "fast"

@@ -17,7 +17,7 @@ import pytest
 
 from llmprep.errors import LoadError
 from llmprep.load import LoadConfig, LoadGenerator, Sample, SecondStats, constant, parse_profile, run_load
-from llmprep.triton import TritonProcess
+from llmprep.serve.triton import TritonProcess
 from tests.conftest import free_port, run_cli
 
 MODEL = "llm_stream"  # tests/load/data/repo: 2 ms a token, natural end of sequence after 3 tokens

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from llmprep import chart
-from llmprep.prometheus import PrometheusServer, ScrapeTarget
+from llmprep.lab.prometheus import PrometheusServer, ScrapeTarget
 from tests.monitoring.exporter import Exporter, TritonPod, cluster_metrics
 
 SIGNALS = (

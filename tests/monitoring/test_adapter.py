@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llmprep.adapter import (
+from llmprep.lab.adapter import (
     ADAPTER_VALUES,
     AdapterError,
     AdapterRule,

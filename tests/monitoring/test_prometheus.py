@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmprep.prometheus import (
+from llmprep.lab.prometheus import (
     PrometheusError,
     PrometheusServer,
     ScrapeTarget,

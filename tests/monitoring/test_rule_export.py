@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from llmprep.adapter import load_rules
-from llmprep.prometheus import check_rules
+from llmprep.lab.adapter import load_rules
+from llmprep.lab.prometheus import check_rules
 from tests.conftest import ROOT
 from tests.monitoring.conftest import chart_rules
 

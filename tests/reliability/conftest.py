@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from llmprep import cache, hub
+from llmprep.artifacts import cache, hub
 from tests.conftest import ROOT
 from tests.doubles import Release, install_release, make_hub_cache, tiny_checkpoint_files
 

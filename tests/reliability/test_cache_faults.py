@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from llmprep import cache, cli
+from llmprep import cli
+from llmprep.artifacts import cache
 from llmprep.errors import CacheError
 
 

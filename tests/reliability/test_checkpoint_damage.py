@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep import hub
+from llmprep.artifacts import hub
 from tests.doubles import make_hub_cache, tiny_checkpoint_files
 
 REPO = "acme/tiny-llama"

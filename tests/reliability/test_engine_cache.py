@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep import cache, hub, prepare
+from llmprep.artifacts import cache, hub, prepare
 from llmprep.errors import CacheError
 from llmprep.spec import parse_spec
 from tests.reliability.conftest import REPO, Bench, broken_looking_valid, entry_dirs, kill_tree, leftovers

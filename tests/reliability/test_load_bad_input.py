@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from llmprep.errors import UsageError
 from llmprep.load.profile import Profile, parse_profile
-from llmprep.triton import TritonProcess
+from llmprep.serve.triton import TritonProcess
 from tests.conftest import ROOT, free_port, run_cli
 
 LOAD_REPO = ROOT / "tests" / "load" / "data" / "repo"

@@ -63,7 +63,7 @@ def make_tensor(pb_utils: Any, name: str, array: np.ndarray) -> Any:
     """An output tensor that reads back intact under numpy 1.x and 2.x.
 
     `pb_utils.Tensor(name, ndarray)` works when the stub loads the numpy it was built
-    against (llmprep.triton puts the virtual environment first for that). With numpy 2.x
+    against (llmprep.serve.triton puts the virtual environment first for that). With numpy 2.x
     on the GPU image it fails with "output tensor shape does not match size of output"
     (shared TOOLS.md); there, numeric arrays go through PyTorch's DLPack export, which
     works. Passing a numpy array to from_dlpack directly crashes the stub ("PyCapsule_

@@ -25,8 +25,8 @@ README's suggested targets (SUGGESTED_TARGETS below). The SLO is twice one reque
 in the cost model (prefill + outputTokens decode steps): latency the user sees once requests wait
 as long as they run.
 
-    python scripts/signals_proof.py                      # every case, ~15 min on 2 cores
-    python scripts/signals_proof.py --case engine-ensemble --short --out /tmp/proof
+    python bench/signals_proof.py                      # every case, ~15 min on 2 cores
+    python bench/signals_proof.py --case engine-ensemble --short --out /tmp/proof
 
 Writes OUT/signals.json, OUT/signals.md (the table) and one plot per runtime
 (PLOTS/signals-<runtime>.png); each case's lab report lies in OUT/<case>/.
@@ -432,7 +432,7 @@ def run_proof(
         else:
             results.append(run_case(CASES[name], out_dir=out_dir, levels=levels, hold_s=hold, speed=speed))
     doc = {
-        "command": " ".join(["python", "scripts/signals_proof.py", *sys.argv[1:]]) if sys.argv[0].endswith(
+        "command": " ".join(["python", "bench/signals_proof.py", *sys.argv[1:]]) if sys.argv[0].endswith(
             "signals_proof.py") else None,
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -31,7 +31,7 @@ import yaml
 
 from llmprep.errors import UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ADAPTER_VALUES = ROOT / "monitoring" / "prometheus-adapter.values.yaml"
 
 
@@ -263,7 +263,7 @@ def served_value(value: float) -> float:
 
 
 class SeriesSource(Protocol):
-    """What the adapter needs from Prometheus (llmprep.prometheus.PrometheusServer provides it)."""
+    """What the adapter needs from Prometheus (llmprep.lab.prometheus.PrometheusServer provides it)."""
 
     def series(self, match: str) -> list[dict[str, str]]: ...
 

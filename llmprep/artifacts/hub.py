@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmprep import cache
+from llmprep.artifacts import cache
 from llmprep.errors import HubError, UsageError
 
 META = ".llmprep-checkpoint.json"

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from llmprep.errors import CacheError, ServeError, UsageError
+from llmprep.serve.triton import TritonInstall, server_args
 from llmprep.spec import ModelSpec, parse_spec
-from llmprep.triton import TritonInstall, server_args
 
 # LeaderWorkerSet injects these into every container of a group (kubernetes-sigs/lws,
 # api/leaderworkerset/v1: LwsLeaderAddress, LwsGroupSize, LwsWorkerIndex).
@@ -597,7 +597,7 @@ def _from_repository(repository: Path, spec: ModelSpec | None) -> _Source:
 
 
 def _from_cache(spec: ModelSpec, cache_dir: Path, facts_env: Any | None) -> _Source:
-    from llmprep import build, gpu, prepare
+    from llmprep.artifacts import build, gpu, prepare
 
     try:
         found = prepare.find_prepared(spec, cache_dir, env=facts_env)
@@ -615,10 +615,10 @@ def _from_cache(spec: ModelSpec, cache_dir: Path, facts_env: Any | None) -> _Sou
 
 
 def observe_pod(python: str | None = None) -> tuple[PodFacts, Any]:
-    """This pod's TensorRT-LLM release and GPUs (llmprep.build's detection); never raises."""
+    """This pod's TensorRT-LLM release and GPUs (llmprep.artifacts.build's detection); never raises."""
     import sys
 
-    from llmprep import build
+    from llmprep.artifacts import build
 
     try:
         env = build.detect_environment(python or sys.executable)
@@ -700,7 +700,7 @@ def make_plan(
         standin=source.standin,
     )
     if triton is None:
-        from llmprep.triton import locate_triton
+        from llmprep.serve.triton import locate_triton
 
         triton = locate_triton(env)
     return compose(
@@ -734,7 +734,7 @@ def _mpi_prefix(mpirun: str | None) -> Path | None:
 
 
 def _installed_runtime() -> str:
-    from llmprep import trtllm
+    from llmprep.artifacts import trtllm
 
     try:
         return trtllm.resolve_runtime("auto", trtllm.detect())

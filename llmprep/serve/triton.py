@@ -79,7 +79,7 @@ def _wheel_env(root: Path, base_env: Mapping[str, str]) -> dict[str, str]:
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     ld = [p for p in (libdir, str(libs), base_env.get("LD_LIBRARY_PATH", "")) if p]
     site = [p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
-    here = str(Path(__file__).resolve().parent.parent)
+    here = str(Path(__file__).resolve().parents[2])  # the folder that holds the llmprep package
     pythonpath = [here, *site, *[p for p in base_env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     # The stub embeds Python in isolated mode: it ignores PYTHONPATH and finds its prefix by
     # looking up `python3` on PATH. With this interpreter's bin first, a virtual environment's

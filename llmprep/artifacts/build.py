@@ -2,7 +2,7 @@
 
 engine  (TensorRT-LLM 1.2.1 and earlier): the documented two steps of that release,
         `convert_checkpoint.py --model_dir --output_dir --dtype` and the family's parallelism
-        flags (llmprep/converters.py), then `trtllm-build --checkpoint_dir --output_dir --max_batch_size
+        flags (llmprep/artifacts/converters.py), then `trtllm-build --checkpoint_dir --output_dir --max_batch_size
         --max_input_len --max_seq_len --max_num_tokens` plus the spec's options. The artifact
         is the engine directory: `config.json` and one `rank<N>.engine` per GPU.
 pytorch (current releases): no build. The artifact holds the LLM API arguments
@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
-from llmprep import converters, proc, trtllm
-from llmprep import gpu as gpu_mod
-from llmprep.cache import MUTABLE_DIR
+from llmprep import proc
+from llmprep.artifacts import converters, trtllm
+from llmprep.artifacts import gpu as gpu_mod
+from llmprep.artifacts.cache import MUTABLE_DIR
 from llmprep.errors import BuildError, ProcessError
 from llmprep.spec import ModelSpec
 

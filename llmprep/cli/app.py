@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from llmprep import __version__
-from llmprep.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
 from llmprep.errors import LlmprepError
+from llmprep.serve.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
 from llmprep.spec import ModelSpec, dump_spec, load_spec
 
 app = typer.Typer(
@@ -152,8 +152,8 @@ def _core_options(
 ) -> Any:
     import os
 
-    from llmprep import hub
-    from llmprep.prepare import Options
+    from llmprep.artifacts import hub
+    from llmprep.artifacts.prepare import Options
 
     return Options(
         token=hub.resolve_token(token_file, warn=lambda text: console.print(f"[yellow]warning:[/] {text}", highlight=False)),
@@ -182,7 +182,7 @@ def download_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Download the model's checkpoint into <cache>/hf/<repo>/<revision> (reused when complete)."""
-    from llmprep import hub
+    from llmprep.artifacts import hub
 
     parsed = read_spec(spec, set_)
     opts = _core_options(token_file, offline, hub_cache, None, lock_timeout)
@@ -213,9 +213,9 @@ def build_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Build the artifact (engine or pytorch) from the downloaded checkpoint; reused when cached."""
-    from llmprep import hub
+    from llmprep.artifacts import hub
+    from llmprep.artifacts.prepare import build_artifact
     from llmprep.errors import CacheError
-    from llmprep.prepare import build_artifact
 
     parsed = read_spec(spec, set_)
     cache_dir = _cache_dir(cache)
@@ -252,7 +252,7 @@ def prepare_cmd(
     import dataclasses
     import time
 
-    from llmprep.prepare import prepare
+    from llmprep.artifacts.prepare import prepare
 
     parsed = read_spec(spec, set_)
     opts = dataclasses.replace(_core_options(token_file, offline, hub_cache, examples, lock_timeout), verify=verify)
@@ -281,7 +281,7 @@ def cache_ls(cache: CacheDirOption = None, as_json: JsonOption = False) -> None:
     """List checkpoints, artifacts and repositories, marking partial and corrupt entries."""
     from rich.table import Table
 
-    from llmprep.cache import list_entries
+    from llmprep.artifacts.cache import list_entries
 
     entries = list_entries(_cache_dir(cache))
     if as_json:
@@ -307,7 +307,7 @@ def cache_rm(
     as_json: JsonOption = False,
 ) -> None:
     """Remove cache entries (an artifact takes its model repositories with it)."""
-    from llmprep.cache import remove_entries
+    from llmprep.artifacts.cache import remove_entries
     from llmprep.errors import UsageError
 
     if not keys and not broken and not everything:
@@ -334,9 +334,9 @@ def plan_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Estimate weight and KV-cache memory and recommend tensor × pipeline and replicas per node."""
-    from llmprep import hub
+    from llmprep.artifacts import hub
+    from llmprep.artifacts.capacity import load_config, make_plan
     from llmprep.errors import UsageError
-    from llmprep.plan import load_config, make_plan
 
     parsed = read_spec(spec, set_) if (spec or set_) else None
     if config is None:
@@ -561,7 +561,7 @@ def drain_cmd(
     ] = DEFAULT_TIMEOUT_S,
 ) -> None:
     """preStop hook: serve on while endpoints drop the pod, then wait until no client is connected."""
-    from llmprep.drain import drain
+    from llmprep.serve.drain import drain
 
     drain(port, pause_s=pause, timeout_s=timeout, log=lambda line: console.print(line, highlight=False))
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmprep import build, cache, hub, trtllm
-from llmprep import gpu as gpu_mod
+from llmprep.artifacts import build, cache, hub, trtllm
+from llmprep.artifacts import gpu as gpu_mod
 from llmprep.errors import CacheError
 from llmprep.spec import ModelSpec
 

@@ -1,7 +1,7 @@
 """The artifact cache on the shared volume: keyed, locked, built aside, renamed when verified.
 
 Layout under the cache directory:
-  hf/<repo>/<revision>/     checkpoints (see llmprep.hub)
+  hf/<repo>/<revision>/     checkpoints (see llmprep.artifacts.hub)
   engines/<key>/            build artifacts with manifest.json
   repos/<key>/              Triton model repositories with .llmprep-manifest.json
 Each entry is built in `<key>.partial-<random>/` while `<key>.lock` is held exclusively
@@ -374,7 +374,7 @@ def _keyed_entries(root: Path, kind: str, manifest_name: str) -> list[EntryInfo]
 
 def list_entries(cache_dir: Path) -> list[EntryInfo]:
     """Every engine, repository and checkpoint entry, with partial and corrupt ones marked."""
-    from llmprep import hub  # hub builds on this module
+    from llmprep.artifacts import hub  # hub builds on this module
 
     entries = _keyed_entries(cache_dir / ENGINES, "engine", MANIFEST)
     entries += _keyed_entries(cache_dir / REPOS, "repo", REPO_MANIFEST)
