@@ -1,15 +1,24 @@
-"""Ground module: reading the user's files (one YAML reader with one-line errors) and quoting values.
+"""Ground module: reading the user's files (one YAML reader with one-line errors), writing ours atomically.
 
-Every call site that reads a user's YAML (spec, chart, lab) goes through `read_text` + `load_yaml`,
-so junk bytes, UTF-16, deep nesting, alias bombs, FIFOs and devices all end in one line.
+Every call site that reads a user's YAML (spec, chart, lab, load profiles, adapter rules) goes
+through `read_text` + `load_yaml`, so junk bytes, UTF-16, deep nesting, alias bombs, FIFOs and
+devices all end in one line. Every file we write goes through `write_bytes_atomic` (and its text
+and JSON forms): a temporary file in the same folder, flushed and fsynced, given the mode an
+ordinary write would have (0666 less the umask; mkstemp's 0600 would hide a report from its
+group), then renamed over the target; on any failure the temporary file is removed, so a reader
+sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import re
 import stat
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +177,54 @@ def read_yaml(path: Path | str, what: str, error: type[LlmprepError] = UsageErro
     """`load_yaml(read_text(path))`, with errors naming `what path`."""
     text = read_text(path, what, error)
     return load_yaml(text, f"{what} {path}".strip(), error, **options)
+
+
+# -- writing ------------------------------------------------------------------------------------
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    # Linux shows the umask in /proc without changing it; elsewhere os.umask can only be read by
+    # setting it, and the lock keeps two of our writers from racing on that.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def write_bytes_atomic(path: Path | str, data: bytes, *, mode: int | None = None) -> None:
+    """Write `data` to `path` through a fsynced temporary file in the same folder and a rename.
+
+    Creates missing parent folders. `mode` defaults to what `open(path, "w")` would give
+    (0666 less the umask).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: Path | str, text: str, *, mode: int | None = None) -> None:
+    """`write_bytes_atomic` of `text` as UTF-8 (newlines written as given)."""
+    write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
+
+
+def write_json_atomic(path: Path | str, data: Any, *, mode: int | None = None) -> None:
+    """`write_text_atomic` of `data` as JSON, indented 2, keys sorted, ending in a newline."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=mode)

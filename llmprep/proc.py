@@ -1,16 +1,25 @@
-"""The one way llmprep runs subprocesses: logged (secrets redacted), streamed, timed out."""
+"""The one way llmprep runs subprocesses: logged (secrets redacted), streamed, timed out.
+
+`run` runs a command to its end. `ManagedProcess` is the base of the long-lived servers we start
+on loopback (Triton, Prometheus): start with output appended to a log file, wait until ready
+(failing with the log's tail if it exits or never gets ready), signal its process group, stop
+with SIGTERM then SIGKILL. `free_port` picks a loopback port for them.
+"""
 
 from __future__ import annotations
 
 import collections
 import os
 import shlex
+import signal
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from llmprep.errors import ProcessError
+from llmprep.errors import LlmprepError, ProcessError
 
 TAIL_LINES = 30
 
@@ -99,3 +108,89 @@ def _with_tail(message: str, tail: Iterable[str]) -> str:
     if not lines:
         return message
     return message + "; last output:\n  " + "\n  ".join(lines[-10:])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """True when `port` on 127.0.0.1 can be bound now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class ManagedProcess:
+    """A server process in its own session, its output appended to `log_path`.
+
+    Subclasses set `name` (for messages), `error` (the exception they raise), `poll_s` and
+    `tail_lines`, and define `ready()`.
+    """
+
+    name = "process"
+    error: type[LlmprepError] = ProcessError
+    poll_s = 0.1
+    tail_lines = 8
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        """Start `argv` with stdout and stderr appended to the log (stdin closed)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None, start_new_session=True,
+            )
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def wait_ready(self, timeout: float) -> None:
+        """Poll `ready()`; raise `error` with the log's tail if the process exits or never gets ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise self.error(f"{self.name} exited with code {self.proc.returncode}: {self.log_tail()}")
+            if self.ready():
+                return
+            time.sleep(self.poll_s)
+        raise self.error(f"{self.name} not ready after {timeout:g} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int | None = None) -> str:
+        """The last non-empty lines of the log joined by ` | ` (`(no log)` if it cannot be read)."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(line.strip() for line in text[-(lines or self.tail_lines):] if line.strip())
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the process group while the process runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self, grace: float) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` seconds; the exit code (None if never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode

@@ -9,12 +9,7 @@ SIGTERM (SIGKILL if it hangs). `check_rules` and `test_rules` run `promtool`.
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -30,6 +25,9 @@ import yaml
 
 from llmprep import proc
 from llmprep.errors import LlmprepError, ProcessError
+from llmprep.files import write_text_atomic
+from llmprep.proc import ManagedProcess, free_port, port_is_free
+from llmprep.units import format_duration
 
 INSTALL_HINT = "apt-get install -y prometheus"
 
@@ -59,12 +57,10 @@ def locate_prometheus(search_path: str | None = None) -> PrometheusInstall:
 
 def duration(seconds: float) -> str:
     """A Prometheus duration string: 1.0 -> '1s', 0.5 -> '500ms', 90 -> '90s'."""
-    if seconds <= 0 or not math.isfinite(seconds):
-        raise PrometheusError(f"a duration must be a positive number of seconds, got {seconds!r}")
-    millis = round(seconds * 1000)
-    if millis % 1000 == 0:
-        return f"{millis // 1000}s"
-    return f"{millis}ms"
+    try:
+        return format_duration(seconds)
+    except ValueError as exc:
+        raise PrometheusError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -137,33 +133,17 @@ def render_config(
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrometheusServer:
+class PrometheusServer(ManagedProcess):
     """A `prometheus` process on 127.0.0.1 with a generated config and its own TSDB.
 
     Use as a context manager: `with PrometheusServer(targets=[...], rule_files=[...]) as prom:`
     starts it and waits for `/-/ready`; leaving the block stops it and removes what it created.
     """
+
+    name = "prometheus"
+    error = PrometheusError
+    poll_s = 0.05
+    tail_lines = 6
 
     def __init__(
         self,
@@ -179,19 +159,18 @@ class PrometheusServer:
         extra_args: Sequence[str] = (),
     ) -> None:
         self.install = install or locate_prometheus()
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="llmprep-prometheus-"))
+        super().__init__(self.workdir / "prometheus.log")
         self.targets: list[ScrapeTarget] = list(targets)
         self.rule_files: list[Path] = [Path(p) for p in rule_files]
         self.scrape_interval_s = scrape_interval_s
         self.evaluation_interval_s = evaluation_interval_s
         self._fixed_port = port
         self.port = port or 0
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="llmprep-prometheus-"))
         self.storage_path = Path(storage_path) if storage_path is not None else self.workdir / "data"
         self.config_path = self.workdir / "prometheus.yml"
-        self.log_path = self.workdir / "prometheus.log"
         self.extra_args = list(extra_args)
-        self.proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -201,7 +180,7 @@ class PrometheusServer:
     def write_config(self) -> Path:
         """Write prometheus.yml for the current targets and rule files (atomically)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
+        write_text_atomic(
             self.config_path,
             render_config(
                 self.targets,
@@ -229,14 +208,10 @@ class PrometheusServer:
         attempts = 1 if self._fixed_port else 3
         for attempt in range(attempts):
             if not self._fixed_port:
-                self.port = _free_port()
-            elif not _port_is_free(self.port):
+                self.port = free_port()
+            elif not port_is_free(self.port):
                 raise PrometheusError(f"port {self.port} on 127.0.0.1 is taken; choose another port")
-            with self.log_path.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            self.spawn(self.command())
             try:
                 self.wait_ready(timeout)
                 return self
@@ -257,44 +232,14 @@ class PrometheusServer:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Poll `/-/ready`; fail with the log's tail if the process exits or never gets ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited with code {self.proc.returncode}: {self.log_tail()}")
-            if self.ready():
-                return
-            time.sleep(0.05)
-        raise PrometheusError(f"prometheus not ready after {timeout:g} s: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 6) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+        super().wait_ready(timeout)
 
     def stop(self, grace: float = 10.0, *, remove: bool = True) -> int | None:
         """SIGTERM, SIGKILL after `grace` seconds; then remove the work folder if we made it."""
-        code: int | None = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self._signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    self._signal(signal.SIGKILL)
-                    self.proc.wait()
-            code = self.proc.returncode
+        code = self.terminate(grace)
         if remove and self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return code
-
-    def _signal(self, signum: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def __enter__(self) -> PrometheusServer:
         return self.start()

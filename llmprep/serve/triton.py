@@ -12,12 +12,9 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -26,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from llmprep.errors import ServeError
+from llmprep.proc import ManagedProcess
 
 NGC_BACKENDS = Path("/opt/tritonserver/backends")
 
@@ -154,8 +152,13 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-class TritonProcess:
+class TritonProcess(ManagedProcess):
     """A tritonserver process on loopback: start, wait until ready, drain and stop."""
+
+    name = "tritonserver"
+    error = ServeError
+    poll_s = 0.1
+    tail_lines = 8
 
     def __init__(
         self,
@@ -171,9 +174,9 @@ class TritonProcess:
         command: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
+        super().__init__(log_path)
         self.install = install or locate_triton()
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
-        self.log_path = log_path
         self.exit_timeout_secs = exit_timeout_secs
         self.command = list(command) if command is not None else [
             str(self.install.binary),
@@ -189,7 +192,6 @@ class TritonProcess:
             ),
         ]
         self.env = {**os.environ, **self.install.env, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def http_url(self) -> str:
@@ -204,13 +206,7 @@ class TritonProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> TritonProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.env, start_new_session=True,
-        )
-        log.close()
+        self.spawn(self.command, self.env)
         return self
 
     def ready(self) -> bool:
@@ -218,38 +214,11 @@ class TritonProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Poll readiness; fail with the log's tail if the server dies or never gets ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ServeError(f"tritonserver exited with code {self.proc.returncode}: {self.log_tail()}")
-            if self.ready():
-                return
-            time.sleep(0.1)
-        raise ServeError(f"tritonserver not ready after {timeout:g} s: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 8) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(line.strip() for line in text[-lines:] if line.strip())
-
-    def signal(self, signum: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signum)
+        super().wait_ready(timeout)
 
     def stop(self, grace: float | None = None) -> int | None:
         """SIGTERM (Triton drains in-flight requests), then SIGKILL after `grace` seconds."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace if grace is not None else self.exit_timeout_secs + 10)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        return self.terminate(grace if grace is not None else self.exit_timeout_secs + 10)
 
     def __enter__(self) -> TritonProcess:
         return self.start()
