@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 
-from llmprep.artifacts.capacity import gpu_memory_bytes, load_config, make_plan, read_shape
+from llmprep.artifacts.capacity import KV_CACHE_DTYPES, gpu_memory_bytes, load_config, make_plan, read_shape
 from llmprep.errors import UsageError
 from tests.conftest import ROOT, run_cli
 
@@ -75,3 +76,129 @@ def test_plan_command_prints_a_table() -> None:
     result = run_cli("plan", "--config", str(CONFIGS / "llama-3-8b.json"), "--gpu", H100)
     assert result.returncode == 0, result.stderr
     assert "recommended" in result.stdout and "replicas per node of 8 GPUs: 8" in result.stdout
+
+
+# --------------------------------------------------------------------------- published figures (tests/data/published_sizes.csv)
+
+PUBLISHED = list(csv.DictReader((ROOT / "tests" / "data" / "published_sizes.csv").open()))
+AWQ_INT4 = {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "zero_point": True}
+FBGEMM_FP8 = {"quant_method": "fbgemm_fp8", "modules_to_not_convert": ["lm_head"]}
+
+
+def figure(name: str, what: str) -> int | float:
+    shape = read_shape(config(name))
+    if what == "parameters":
+        return shape.parameters
+    if what == "active_parameters":
+        return shape.active_parameters
+    if what == "active_parameters_without_input_embedding":
+        return shape.active_parameters - shape.vocab * shape.hidden
+    if what == "kv_elements_per_token_per_layer":
+        return shape.kv_elements_per_token() // shape.layers
+    if what == "kv_bytes_per_token_bf16":
+        return make_plan(config(name), gpu=H100, data_type="bfloat16").kv_bytes_per_token
+    quantization = {"weight_bytes_awq": AWQ_INT4, "weight_bytes_fp8": FBGEMM_FP8}.get(what)
+    doc = {**config(name), "quantization_config": quantization} if quantization else config(name)
+    if name == "deepseek-v3" and not quantization:
+        doc.pop("quantization_config")
+    return make_plan(doc, gpu=H100, data_type="bfloat16").weight_bytes
+
+
+@pytest.mark.parametrize("row", PUBLISHED, ids=[f"{r['config']}-{r['figure']}" for r in PUBLISHED])
+def test_sizes_match_the_published_figures(row: dict[str, str]) -> None:
+    assert figure(row["config"], row["figure"]) == pytest.approx(float(row["value"]), abs=float(row["tolerance"]))
+
+
+def test_every_published_figure_names_its_source_and_config() -> None:
+    for row in PUBLISHED:
+        assert row["source"].strip() and row["where"].strip(), row
+        assert (CONFIGS / f"{row['config']}.json").is_file(), row
+
+
+def test_mixtral_counts_all_eight_experts_not_one() -> None:
+    shape = read_shape(config("mixtral-8x7b"))
+    assert shape.experts == 8 and shape.experts_per_token == 2
+    assert shape.parameters > 6 * shape.active_parameters / 2
+
+
+def test_deepseek_v3_has_three_dense_layers_one_shared_expert_and_latent_attention() -> None:
+    shape = read_shape(config("deepseek-v3"))
+    assert (shape.dense_layers, shape.shared_experts, shape.experts) == (3, 1, 256)
+    assert shape.mla and shape.kv_elements_per_token() == 61 * (512 + 64)
+
+
+def test_deepseek_v3_sizes_at_its_fp8_weights_not_bf16() -> None:
+    plan = make_plan(config("deepseek-v3"), gpu="NVIDIA-H200", data_type="bfloat16")
+    assert plan.quantization == "fp8"
+    assert plan.weight_bytes < 0.51 * 2 * plan.parameters
+
+
+def test_llama_405b_at_bf16_needs_two_nodes_of_h100_and_fp8_fits_one() -> None:
+    # The Llama 3 paper (arXiv 2407.21783, section 6) serves 405B in BF16 on 16 H100s over two machines,
+    # because its weights do not fit one 8-GPU node; FP8 is what brings it onto one node.
+    bf16 = make_plan(config("llama-3.1-405b"), gpu=H100, data_type="bfloat16")
+    assert bf16.minimum is not None and bf16.minimum.gpus == 16
+    fp8 = make_plan({**config("llama-3.1-405b"), "quantization_config": FBGEMM_FP8}, gpu=H100, data_type="bfloat16")
+    assert fp8.minimum is not None and fp8.minimum.gpus == 8
+
+
+@pytest.mark.parametrize(
+    ("quantization", "message"),
+    [
+        ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "quant_method 'bitsandbytes' cannot be sized"),
+        ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "bits=8 cannot be sized"),
+        ({"quant_method": "awq", "bits": 4}, "group_size None cannot be sized"),
+        ({"quant_method": "fp8", "kv_cache_scheme": {"type": "float", "num_bits": 4}}, "KV-cache quantisation"),
+        ("fp8", "must be a mapping"),
+    ],
+)
+def test_a_quantisation_plan_cannot_size_is_refused_naming_it(quantization: object, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        make_plan({**config("llama-3-8b"), "quantization_config": quantization}, gpu=H100)
+
+
+def test_an_architecture_plan_cannot_size_is_refused_not_guessed() -> None:
+    with pytest.raises(UsageError, match="model_type 'mamba' is not one plan can size"):
+        read_shape({**config("llama-3-8b"), "model_type": "mamba"})
+
+
+def test_moe_layers_at_a_stride_are_refused_rather_than_miscounted() -> None:
+    with pytest.raises(UsageError, match="MoE layers"):
+        read_shape({**config("qwen2-57b-a14b"), "decoder_sparse_step": 2})
+
+
+@pytest.mark.parametrize(("kv", "bytes_per_token"), [("auto", 131072), ("fp8", 65536), ("int8", 65536)])
+def test_a_quantised_kv_cache_halves_the_bytes_per_token(kv: str, bytes_per_token: int) -> None:
+    plan = make_plan(config("llama-3-8b"), gpu=H100, data_type="bfloat16", kv_cache_dtype=kv)
+    assert plan.kv_bytes_per_token == bytes_per_token
+
+
+def test_a_checkpoint_with_an_fp8_kv_cache_is_sized_with_it() -> None:
+    quantization = {"quant_method": "compressed-tensors", "kv_cache_scheme": {"type": "float", "num_bits": 8},
+                    "config_groups": {"group_0": {"weights": {"type": "float", "num_bits": 8}}}}
+    plan = make_plan({**config("llama-3-8b"), "quantization_config": quantization}, gpu=H100, data_type="bfloat16")
+    assert (plan.quantization, plan.kv_cache_dtype, plan.kv_bytes_per_token) == ("fp8", "fp8", 65536)
+
+
+def test_an_unknown_quantisation_exits_2_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config("llama-3-8b"), "quantization_config": {"quant_method": "hqq"}}))
+    result = run_cli("plan", "--config", str(path), "--gpu", H100)
+    assert result.returncode == 2 and "hqq" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+KV_ALGOS = list(csv.DictReader((ROOT / "tests" / "data" / "trtllm_kv_cache_quant.csv").open()))
+
+
+@pytest.mark.parametrize("row", KV_ALGOS, ids=[r["algo"] for r in KV_ALGOS])
+def test_kv_cache_dtypes_are_the_ones_tensorrt_llm_offers(row: dict[str, str]) -> None:
+    sized = row["algo"].lower() in KV_CACHE_DTYPES
+    assert sized == (row["sized"] == "yes")
+    if not sized:
+        with pytest.raises(UsageError, match="KV-cache dtype"):
+            make_plan(config("llama-3-8b"), gpu=H100, kv_cache_dtype=row["algo"].lower())
+
+
+def test_plan_sizes_no_kv_cache_dtype_tensorrt_llm_lacks() -> None:
+    assert set(KV_CACHE_DTYPES) - {"auto"} <= {r["algo"].lower() for r in KV_ALGOS}

@@ -1,8 +1,13 @@
 """Capacity plan: weight and KV-cache bytes of a model, and the tensor × pipeline it needs.
 
-Estimates from the model's config.json alone (dense decoder-only transformers: Llama, Mistral,
-Qwen, GPT-2, OPT…). Per GPU, the weights' share, a fixed reserve for the CUDA context and
-activations, and the KV cache must fit in the usable part of its memory.
+Estimates from the model's config.json alone (`model_shape`: dense, GQA, MoE and MLA
+decoder-only transformers, quantised checkpoints). Per GPU, the weights' share, a fixed reserve
+for the CUDA context and activations, and the KV cache must fit in the usable part of its memory.
+
+A quantised KV cache is sized where TensorRT-LLM offers one: FP8 and INT8 are in
+`KV_CACHE_QUANT_ALGO_LIST` (tensorrt_llm/quantization/mode.py; its third, NVFP4, carries block
+scales this plan does not size). It comes from the checkpoint's quantization_config or from
+`kv_cache_dtype`.
 """
 
 from __future__ import annotations
@@ -14,9 +19,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from llmprep.artifacts.model_shape import ModelShape, Quantization, read_quantization, read_shape
 from llmprep.errors import UsageError
 
+__all__ = [
+    "KV_CACHE_DTYPES", "Layout", "ModelShape", "Plan", "Quantization", "gpu_memory_bytes", "load_config", "make_plan",
+    "read_quantization", "read_shape",
+]
+
 BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
+KV_CACHE_DTYPES = {"auto": None, "fp8": 1, "int8": 1}  # None: the dataType's width
 GIB = 1024**3
 # Total memory (MiB) as NVML reports it for products whose label carries no size.
 KNOWN_MEMORY_MIB = {
@@ -31,64 +43,9 @@ KNOWN_MEMORY_MIB = {
     "NVIDIA-H200": 143771,
     "NVIDIA-B200": 183359,
 }
-GATED_MLP = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral"}
 USABLE_FRACTION = 0.90  # what TensorRT-LLM may take (kv_cache_free_gpu_mem_fraction's default spirit)
 RESERVE_GIB = 3.0  # CUDA context, workspace and activations per GPU
 TENSOR_SIZES = (1, 2, 4, 8)
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    model_type: str
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    intermediate: int
-    vocab: int
-    tied_embeddings: bool
-    gated_mlp: bool
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-    @property
-    def parameters(self) -> int:
-        h, kv = self.hidden, self.kv_heads * self.head_dim
-        attention = h * h * 2 + h * kv * 2
-        mlp = h * self.intermediate * (3 if self.gated_mlp else 2)
-        per_layer = attention + mlp + 2 * h
-        embeddings = self.vocab * h * (1 if self.tied_embeddings else 2)
-        return self.layers * per_layer + embeddings + h
-
-
-def read_shape(config: dict[str, Any], source: str = "config.json") -> ModelShape:
-    """The dimensions that decide memory, from a Hugging Face config (Llama-style or GPT-2 names)."""
-
-    def get(*names: str, default: int | None = None) -> int:
-        for name in names:
-            value = config.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        if default is not None:
-            return default
-        raise UsageError(f"{source}: missing {names[0]}; plan needs a decoder-only transformer's config.json")
-
-    kind = str(config.get("model_type", "unknown"))
-    hidden = get("hidden_size", "n_embd", "d_model")
-    heads = get("num_attention_heads", "n_head")
-    return ModelShape(
-        model_type=kind,
-        hidden=hidden,
-        layers=get("num_hidden_layers", "n_layer"),
-        heads=heads,
-        kv_heads=get("num_key_value_heads", default=heads),
-        intermediate=get("intermediate_size", "ffn_dim", "n_inner", default=4 * hidden),
-        vocab=get("vocab_size"),
-        tied_embeddings=bool(config.get("tie_word_embeddings", kind in {"gpt2", "opt"})),
-        gated_mlp=kind in GATED_MLP,
-    )
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -144,6 +101,9 @@ class Plan:
     recommended: Layout | None  # smallest that also holds a full batch of full sequences
     replicas_per_node: int
     notes: tuple[str, ...]
+    active_parameters: int = 0  # MoE: what one token passes through; dense: all
+    quantization: str = "none"  # the checkpoint's weight quantisation (fp8, awq, gptq)
+    kv_cache_dtype: str = "auto"  # auto: the dataType
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -172,20 +132,30 @@ def make_plan(
     gpus_per_node: int = 8,
     gpu_memory_gib: float | None = None,
     source: str = "config.json",
+    kv_cache_dtype: str | None = None,
 ) -> Plan:
-    """Estimate memory and recommend tensor × pipeline for `gpu` (a GPU Feature Discovery label)."""
+    """Estimate memory and recommend tensor × pipeline for `gpu` (a GPU Feature Discovery label).
+
+    `kv_cache_dtype` ("auto", "fp8", "int8") overrides what the checkpoint's quantization_config
+    says about its KV cache; None keeps the checkpoint's (or the dataType's).
+    """
     if data_type not in BYTES_PER_PARAM:
         raise UsageError(f"dataType {data_type!r} is not one of {', '.join(BYTES_PER_PARAM)}")
     shape = read_shape(config, source)
+    quant: Quantization = read_quantization(config, source)
+    kv_dtype = kv_cache_dtype if kv_cache_dtype is not None else quant.kv_cache
+    if kv_dtype not in KV_CACHE_DTYPES:
+        raise UsageError(f"KV-cache dtype {kv_dtype!r} is not one of {', '.join(KV_CACHE_DTYPES)}")
     width = BYTES_PER_PARAM[data_type]
     params = shape.parameters
-    weight_bytes = params * width
-    kv_per_token = 2 * shape.layers * shape.kv_heads * shape.head_dim * width
+    weight_bytes = math.ceil(quant.linear_bytes(shape.linear(), width) + shape.other() * width)
+    kv_per_token = shape.kv_elements_per_token() * (KV_CACHE_DTYPES[kv_dtype] or width)
     memory = int(gpu_memory_gib * GIB) if gpu_memory_gib else gpu_memory_bytes(gpu)
     notes: list[str] = []
 
     layouts: list[Layout] = []
     tensors = [t for t in TENSOR_SIZES if shape.heads % t == 0 and (shape.kv_heads % t == 0 or t % shape.kv_heads == 0)]
+    at = data_type if quant.method == "none" else f"{quant.method} ({data_type} for the rest)"
     for pipeline in range(1, shape.layers + 1):
         for tensor in tensors:
             if pipeline > 1 and tensor != tensors[-1]:
@@ -199,7 +169,7 @@ def make_plan(
     minimum = next((lay for lay in layouts if lay.kv_tokens >= max_seq_len), None)
     recommended = next((lay for lay in layouts if lay.kv_tokens >= max_batch_size * max_seq_len), None)
     if minimum is None:
-        notes.append(f"does not fit on up to {tensors[-1] * shape.layers} {gpu} GPUs at {data_type}")
+        notes.append(f"does not fit on up to {tensors[-1] * shape.layers} {gpu} GPUs at {at}")
     elif recommended is None:
         recommended = minimum
         notes.append(
@@ -225,4 +195,7 @@ def make_plan(
         recommended=recommended,
         replicas_per_node=replicas,
         notes=tuple(notes),
+        active_parameters=shape.active_parameters,
+        quantization=quant.method,
+        kv_cache_dtype=kv_dtype,
     )
