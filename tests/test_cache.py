@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from llmprep.artifacts import build, cache
+from llmprep.artifacts import build, cache, inventory
 from llmprep.errors import CacheError, UsageError
 from llmprep.spec import parse_spec
 from tests.conftest import run_cli
@@ -195,7 +195,7 @@ def _populate(cache_dir: Path) -> None:
 def test_ls_marks_partial_and_corrupt_entries(tmp_path: Path) -> None:
     _populate(tmp_path)
     (tmp_path / cache.ENGINES / "bbbb2222" / "runtime.json").unlink()
-    states = {(e.kind, e.key): e.state for e in cache.list_entries(tmp_path)}
+    states = {(e.kind, e.key): e.state for e in inventory.list_entries(tmp_path)}
     assert states == {
         ("engine", "aaaa1111"): "ok",
         ("engine", "bbbb2222"): "corrupt",
@@ -206,22 +206,22 @@ def test_ls_marks_partial_and_corrupt_entries(tmp_path: Path) -> None:
 
 def test_rm_of_an_engine_takes_its_repositories_along(tmp_path: Path) -> None:
     _populate(tmp_path)
-    removed = cache.remove_entries(tmp_path, ["aaaa"])
+    removed = inventory.remove_entries(tmp_path, ["aaaa"])
     assert sorted(p.name for p in removed) == ["aaaa1111", "cccc3333"]
-    assert {e.key for e in cache.list_entries(tmp_path)} == {"bbbb2222", "dddd4444"}
+    assert {e.key for e in inventory.list_entries(tmp_path)} == {"bbbb2222", "dddd4444"}
 
 
 def test_rm_broken_removes_only_partial_and_corrupt_entries(tmp_path: Path) -> None:
     _populate(tmp_path)
     (tmp_path / cache.ENGINES / "bbbb2222" / "runtime.json").unlink()
-    cache.remove_entries(tmp_path, [], broken=True)
-    assert {e.key for e in cache.list_entries(tmp_path)} == {"aaaa1111", "cccc3333"}
+    inventory.remove_entries(tmp_path, [], broken=True)
+    assert {e.key for e in inventory.list_entries(tmp_path)} == {"aaaa1111", "cccc3333"}
 
 
 def test_rm_of_an_unknown_key_is_a_usage_error(tmp_path: Path) -> None:
     _populate(tmp_path)
     with pytest.raises(UsageError, match="cache rm zzz: no entry with that key"):
-        cache.remove_entries(tmp_path, ["zzz"])
+        inventory.remove_entries(tmp_path, ["zzz"])
 
 
 def test_cache_ls_and_rm_commands(tmp_path: Path) -> None:

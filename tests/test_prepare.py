@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmprep.artifacts import cache, prepare
+from llmprep.artifacts import cache, inventory, prepare
 from llmprep.errors import BuildError, CacheError
 from llmprep.spec import ModelSpec, parse_spec
 from tests.conftest import ROOT, run_cli
@@ -188,7 +188,7 @@ def test_a_build_killed_midway_is_never_served_and_the_next_run_rebuilds(tmp_pat
     victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL
 
-    partial_states = {e.state for e in cache.list_entries(tmp_path / "cache") if e.kind == "engine"}
+    partial_states = {e.state for e in inventory.list_entries(tmp_path / "cache") if e.kind == "engine"}
     assert partial_states == {"partial"}
     with pytest.raises(CacheError):
         prepare.find_prepared(spec_of(), tmp_path / "cache")

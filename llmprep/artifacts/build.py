@@ -63,6 +63,11 @@ def detect_environment(python: str = sys.executable) -> Environment:
     return Environment(trtllm.detect(python), gpu_mod.detect_gpus())
 
 
+def unobserved_environment() -> Environment:
+    """A machine seen as having neither TensorRT-LLM nor GPUs: matching then ignores both."""
+    return Environment(None, gpu_mod.GpuInfo((), "none"))
+
+
 def artifact_inputs(spec: ModelSpec, *, commit: str, gpu_product: str | None, trtllm_version: str | None) -> dict[str, Any]:
     """Everything that changes the artifact, in clear text (the cache key hashes exactly this)."""
     limits = spec.limits

@@ -26,7 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmprep.errors import CacheError, UsageError
+from llmprep.errors import CacheError
+from llmprep.files import write_json_atomic
 
 ENGINES = "engines"
 REPOS = "repos"
@@ -110,22 +111,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` through a temp file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- locking
@@ -255,7 +240,7 @@ class Entry:
     built: bool
 
 
-def _discard(path: Path) -> None:
+def discard(path: Path) -> None:
     """Remove a directory so that no reader ever sees it half-deleted: rename first."""
     if not path.exists():
         return
@@ -305,7 +290,7 @@ def ensure_entry(
             if not partial.is_dir():
                 raise CacheError(f"{partial}: the build left no output directory")
             manifest = write_manifest(partial, key=key, inputs=inputs, manifest_name=manifest_name)
-            _discard(final)  # a corrupt entry, never served
+            discard(final)  # a corrupt entry, never served
             os.rename(partial, final)
         except OSError as exc:
             # A full volume (ENOSPC, EFBIG, EDQUOT) while writing the entry: one line, nothing left behind.
@@ -315,109 +300,3 @@ def ensure_entry(
             shutil.rmtree(partial, ignore_errors=True)
             raise
     return Entry(final, manifest, built=True)
-
-
-# --------------------------------------------------------------------------- ls / rm
-
-
-@dataclass(frozen=True)
-class EntryInfo:
-    kind: str  # engine | repo | checkpoint
-    key: str
-    path: Path
-    state: str  # ok | corrupt | partial
-    size: int
-    created: str | None
-    inputs: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "path": str(self.path),
-            "state": self.state,
-            "size": self.size,
-            "created": self.created,
-            "inputs": self.inputs,
-        }
-
-
-def _dir_size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += (Path(dirpath) / name).lstat().st_size
-    return total
-
-
-def _keyed_entries(root: Path, kind: str, manifest_name: str) -> list[EntryInfo]:
-    out: list[EntryInfo] = []
-    if not root.is_dir():
-        return out
-    for path in sorted(root.iterdir()):
-        if not path.is_dir():
-            continue
-        if ".partial-" in path.name or ".trash-" in path.name:
-            out.append(EntryInfo(kind, path.name.split(".")[0], path, "partial", _dir_size(path), None, {}))
-            continue
-        try:
-            manifest = read_manifest(path, manifest_name)
-        except CacheError:
-            manifest = {}
-        state = "ok" if verify_entry(path, manifest_name=manifest_name) else "corrupt"
-        out.append(
-            EntryInfo(kind, path.name, path, state, _dir_size(path), manifest.get("created"), manifest.get("inputs", {}))
-        )
-    return out
-
-
-def list_entries(cache_dir: Path) -> list[EntryInfo]:
-    """Every engine, repository and checkpoint entry, with partial and corrupt ones marked."""
-    from llmprep.artifacts import hub  # hub builds on this module
-
-    entries = _keyed_entries(cache_dir / ENGINES, "engine", MANIFEST)
-    entries += _keyed_entries(cache_dir / REPOS, "repo", REPO_MANIFEST)
-    entries += hub.list_checkpoints(cache_dir)
-    return entries
-
-
-def remove_entries(
-    cache_dir: Path,
-    keys: list[str],
-    *,
-    broken: bool = False,
-    everything: bool = False,
-    lock_timeout: float = 10.0,
-) -> list[Path]:
-    """Remove entries by key (or unique key prefix), broken leftovers, or everything.
-
-    Removing an engine also removes the repositories built on it. Each removal holds that
-    key's lock, so a running build is never pulled from under its builder.
-    """
-    entries = list_entries(cache_dir)
-    chosen: list[EntryInfo] = []
-    for key in keys:
-        matches = [e for e in entries if e.key == key] or [e for e in entries if e.key.startswith(key)]
-        if not matches:
-            raise UsageError(f"cache rm {key}: no entry with that key in {cache_dir} (see `llmprep cache ls`)")
-        if len({m.key for m in matches}) > 1:
-            raise UsageError(f"cache rm {key}: the prefix matches several keys; give more characters")
-        chosen += matches
-    if broken:
-        chosen += [e for e in entries if e.state != "ok"]
-    if everything:
-        chosen = list(entries)
-    engine_keys = {e.key for e in chosen if e.kind == "engine"}
-    chosen += [e for e in entries if e.kind == "repo" and e.inputs.get("artifactKey") in engine_keys]
-    removed: list[Path] = []
-    for entry in {e.path: e for e in chosen}.values():
-        if not entry.path.exists():
-            continue
-        base = entry.path.name.split(".partial-")[0].split(".trash-")[0]
-        lock = entry.path.with_name(f"{base}.lock")
-        with locked(lock, timeout=lock_timeout, what=f"{entry.kind} {entry.key}"):
-            if entry.path.exists():
-                _discard(entry.path)
-                removed.append(entry.path)
-    return removed

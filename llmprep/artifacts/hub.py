@@ -25,6 +25,7 @@ from typing import Any
 
 from llmprep.artifacts import cache
 from llmprep.errors import HubError, UsageError
+from llmprep.files import write_json_atomic
 
 META = ".llmprep-checkpoint.json"
 HUB_DIR = ".hub"
@@ -313,7 +314,7 @@ def download(
                 if digest is not None:
                     digests[rel] = digest
             meta = {"repo": repo, "revision": revision, "commit": commit, "files": files, "digests": digests}
-            cache.write_json_atomic(partial / META, meta)
+            write_json_atomic(partial / META, meta)
             if final.exists():
                 shutil.rmtree(final)  # incomplete: its sizes did not verify above
             os.rename(partial, final)
@@ -351,24 +352,3 @@ def _snapshot(
         **kwargs,
     )
     return Path(str(path))
-
-
-def list_checkpoints(cache_dir: Path) -> list[cache.EntryInfo]:
-    """Checkpoints in the cache (for `cache ls`); the Hub's own cache is not listed."""
-    out: list[cache.EntryInfo] = []
-    root = cache_dir / cache.HF
-    if not root.is_dir():
-        return out
-    for meta_or_dir in sorted(root.glob("*/*/*")):
-        if not meta_or_dir.is_dir() or meta_or_dir.parts[-3] == HUB_DIR:
-            continue
-        repo = f"{meta_or_dir.parts[-3]}/{meta_or_dir.parts[-2]}"
-        name = meta_or_dir.name
-        size = sum(p.stat().st_size for p in meta_or_dir.rglob("*") if p.is_file())
-        if ".partial-" in name or ".trash-" in name:
-            out.append(cache.EntryInfo("checkpoint", f"{repo}@{name}", meta_or_dir, "partial", size, None, {"hfRepo": repo}))
-            continue
-        found = find_checkpoint(cache_dir, repo, name.replace("--", "/"))
-        inputs = {"hfRepo": repo, "revision": name, "commit": found.commit if found else None}
-        out.append(cache.EntryInfo("checkpoint", f"{repo}@{name}", meta_or_dir, "ok" if found else "corrupt", size, None, inputs))
-    return out

@@ -232,7 +232,7 @@ def find_prepared(
         try:
             env = build.detect_environment(python)
         except Exception:  # detection is a nicety here, never a reason to fail
-            env = build.Environment(None, gpu_mod.GpuInfo((), "none"))
+            env = build.unobserved_environment()
     info = env.trtllm
     runtime = spec.runtime
     if runtime == "auto" and info is not None:

@@ -1,51 +1,67 @@
 """In the pod: compose the inference server's command line and run it (`llmprep serve`, `llmprep drain`).
 
-`supervise` turns the spec, the repository and the pod's facts into a plan and runs it; `triton`
-locates `tritonserver` and composes its options; `drain` holds a terminating pod until its
-connections finish. `from llmprep import serve` keeps working: the names below are this package's face.
+`plan` finds what to run (a model repository folder, or what `prepare` put in the cache) and
+turns the spec and the pod's facts into a plan; `compose` writes the argv (pure); `group` places
+this pod in a LeaderWorkerSet group; `drift` refuses an artifact built for another pod;
+`supervise` runs the plan and drains it on SIGTERM; `triton` locates `tritonserver` and composes
+its options; `drain` holds a terminating pod until its connections finish. Library use:
+
+    from llmprep import serve
+    plan = serve.make_plan(serve.ServeRequest(spec, repository=path), env=os.environ)
+    print(serve.render_command(plan.argv))
+
+`from llmprep import serve` keeps working: the names below are this package's face.
 """
 
-from llmprep.serve.supervise import (
+from llmprep.files import write_text_atomic as write_atomically  # the face's old name for it
+from llmprep.serve.compose import (
+    FORWARD_NAMES,
+    FORWARD_PREFIXES,
+    LLMAPI_LAUNCH,
+    RANK_MODELS,
+    RUNTIMES,
+    ServeOptions,
+    ServePlan,
+    compose,
+    compose_worker,
+    forwarded_names,
+    rank_args,
+    render_command,
+)
+from llmprep.serve.drift import (
+    PodFacts,
+    check_drift,
+)
+from llmprep.serve.group import (
     DEFAULT_HOSTFILE,
     DEFAULT_SSH_DIR,
     DEFAULT_SSH_PORT,
     DEFAULT_WAIT_WORKERS_SECS,
-    FORWARD_NAMES,
-    FORWARD_PREFIXES,
-    LLMAPI_LAUNCH,
     LWS_GROUP_SIZE,
     LWS_LEADER_ADDRESS,
     LWS_WORKER_INDEX,
-    RANK_MODELS,
-    REPOSITORY_MARKER,
-    ROLES,
-    RUNTIMES,
-    SYSTEM_PREFIXES,
-    TEARDOWN_GRACE_S,
     Group,
-    PodFacts,
-    ServeOptions,
-    ServePlan,
-    ServeRequest,
     SshOptions,
-    check_drift,
-    compose,
-    compose_worker,
     discover_group,
-    exec_plan,
-    forwarded_names,
     group_hosts,
     hostfile_text,
+    wait_for_workers,
+)
+from llmprep.serve.plan import (
+    REPOSITORY_MARKER,
+    ROLES,
+    SYSTEM_PREFIXES,
+    ServeRequest,
     make_plan,
     observe_pod,
-    rank_args,
     read_marker,
-    render_command,
     resolve_role,
+)
+from llmprep.serve.supervise import (
+    TEARDOWN_GRACE_S,
+    exec_plan,
     supervise,
     tritonserver_pids,
-    wait_for_workers,
-    write_atomically,
 )
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""`llmprep status`: a release's autoscaling at a glance, live (the seed's `kubectl get hpa -w`, with the signal beside it).
+"""Reading a release's autoscaling from the cluster into plain data (`ReleaseStatus`).
 
 Reads the cluster through the `kubernetes` client (kubeconfig or in-cluster): the release's
 HorizontalPodAutoscalers (current and target value of each metric, current and desired
@@ -10,20 +10,14 @@ only a cluster that cannot be reached at all is an error.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
 from llmprep.errors import LlmprepError
+from llmprep.units import parse_quantity
 
 RELEASE_LABELS = ("app.kubernetes.io/instance", "app")  # ours, then the tutorials' `app: <release>`
 EVENTS_SHOWN = 5
@@ -34,28 +28,7 @@ class StatusError(LlmprepError):
 
 
 # -- quantities ------------------------------------------------------------------------------------
-_SUFFIXES = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-    "P": Decimal("1e15"), "E": Decimal("1e18"),
-    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50), "Ei": Decimal(2**60),
-}
-
-
-def parse_quantity(text: str | int | float) -> float:
-    """A Kubernetes quantity ("1500m", "2", "1.5Gi", "1e3") as a number."""
-    raw = str(text).strip()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if suffix and raw.endswith(suffix) and not raw.lower().endswith(("e" + suffix,)):
-            number, scale = raw[: -len(suffix)], _SUFFIXES[suffix]
-            break
-    else:
-        number, scale = raw, Decimal(1)
-    try:
-        return float(Decimal(number) * scale)
-    except InvalidOperation:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}") from None
+# parse_quantity (llmprep.units) raises QuantityError, a ValueError: show_quantity catches that.
 
 
 def show_quantity(text: str | None) -> str:
@@ -353,80 +326,6 @@ def collect(api_client: Any, release: str, namespace: str, events: int = EVENTS_
     except Forbidden as exc:
         forbidden("pods", exc)
     return result
-
-
-# -- showing --------------------------------------------------------------------------------------------------
-def _age(timestamp: str, now: datetime) -> str:
-    if not timestamp:
-        return "-"
-    try:
-        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return timestamp
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def render(status: ReleaseStatus, now: datetime | None = None) -> RenderableType:
-    """The status as rich tables: per HPA its metrics and events, then pods, then problems."""
-    now = now or datetime.now(timezone.utc)
-    parts: list[RenderableType] = [
-        Text.assemble(("release ", "dim"), (status.release, "bold"), ("  namespace ", "dim"), status.namespace,
-                      ("  at ", "dim"), status.collected_at or "-")
-    ]
-    for scaler in status.autoscalers:
-        scaling = (f"{scaler.current_replicas} → {scaler.desired_replicas}"
-                   if scaler.desired_replicas != scaler.current_replicas else str(scaler.current_replicas))
-        parts.append(Text.assemble(
-            ("HPA ", "dim"), (scaler.name, "bold cyan"), ("  scales ", "dim"), scaler.target,
-            ("  replicas ", "dim"), (scaling, "bold"), (f"  (min {scaler.min_replicas}, max {scaler.max_replicas})", "dim"),
-            ("  last scaled ", "dim"), _age(scaler.last_scale_time, now) + (" ago" if scaler.last_scale_time else ""),
-        ))
-        metrics = Table("metric", "type", "current", "target", box=None, pad_edge=False)
-        for m in scaler.metrics:
-            metrics.add_row(m.name, m.type, Text(m.current, style="red" if m.current == "<unknown>" else ""), m.target)
-        parts.append(metrics)
-        if scaler.events:
-            table = Table("age", "reason", "message", box=None, pad_edge=False)
-            for e in reversed(scaler.events):
-                table.add_row(_age(e.time, now), Text(e.reason, style="yellow" if e.type == "Warning" else ""),
-                              e.message + (f" (x{e.count})" if e.count > 1 else ""))
-            parts.append(table)
-    if status.pods:
-        ready = sum(p.ready for p in status.pods)
-        pods = Table("pod", "ready", "phase", "restarts", "node", "age", box=None, pad_edge=False,
-                     title=f"pods: {ready}/{len(status.pods)} ready", title_justify="left")
-        for p in status.pods:
-            pods.add_row(p.name, Text("yes" if p.ready else "no", style="green" if p.ready else "red"), p.phase,
-                         str(p.restarts), p.node or "-", _age(p.started, now))
-        parts.append(pods)
-    parts.extend(Text(f"! {line}", style="yellow") for line in status.problems)
-    return Group(*parts)
-
-
-def watch(
-    read: Callable[[], ReleaseStatus],
-    console: Console,
-    interval: float = 5.0,
-    iterations: int | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> ReleaseStatus:
-    """Show `read()` and refresh it every `interval` seconds (until Ctrl-C, or `iterations` reads)."""
-    status = read()
-    count = 1
-    with Live(render(status), console=console, refresh_per_second=4, transient=False) as live:
-        try:
-            while iterations is None or count < iterations:
-                sleep(interval)
-                status = read()
-                count += 1
-                live.update(render(status))
-        except KeyboardInterrupt:
-            pass
-    return status
 
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
