@@ -85,10 +85,40 @@ run helm upgrade --install prometheus prometheus-community/kube-prometheus-stack
 run helm upgrade --install dcgm-exporter nvidia-dcgm/dcgm-exporter \
   --namespace "$namespace" --version "$DCGM_VERSION" \
   --values "$here/dcgm-exporter.values.yaml" --wait
-run helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter \
-  --namespace "$namespace" --version "$ADAPTER_VERSION" \
-  --values "$here/prometheus-adapter.values.yaml" \
-  --set "prometheus.url=http://prometheus-kube-prometheus-prometheus.$namespace.svc" --wait
+# A prometheus-adapter this script did not install (any release name, any namespace) keeps its
+# rules: upgrading it, or installing a second adapter beside it (one APIService
+# v1beta1.custom.metrics.k8s.io per cluster), would replace them. Ours carry llmprepManaged=true.
+other_adapter=""
+if command -v helm >/dev/null 2>&1; then
+  releases="$(helm list --all-namespaces --output json 2>/dev/null || true)"
+  releases="${releases//\},\{/$'\n'}"
+  while IFS= read -r entry; do
+    [[ "$entry" =~ \"chart\":\"prometheus-adapter-[0-9] ]] || continue
+    [[ "$entry" =~ \"name\":\"([^\"]*)\" ]] || continue
+    name="${BASH_REMATCH[1]}"
+    [[ "$entry" =~ \"namespace\":\"([^\"]*)\" ]] || continue
+    ns="${BASH_REMATCH[1]}"
+    if ! helm get values "$name" --namespace "$ns" --output yaml 2>/dev/null | grep -q '^llmprepManaged: true'; then
+      other_adapter="$name $ns"
+      break
+    fi
+  done <<<"$releases"
+fi
+
+if [ -n "$other_adapter" ]; then
+  read -r name ns <<<"$other_adapter"
+  echo "note: prometheus-adapter release $name (namespace $ns) was not installed by this script: left unchanged, its rules kept."
+  echo "Add llmprep's rules to it: append these entries to its rules.custom (leave rules.default as you have it),"
+  echo "then apply your merged values with: helm upgrade $name prometheus-community/prometheus-adapter -n $ns --reuse-values --values <merged file>"
+  echo "Its prometheus.url must reach the Prometheus that loads llmprep's PrometheusRule. The entries to add:"
+  sed -n '/^  custom:/,$p' "$here/prometheus-adapter.values.yaml" | tail -n +2
+else
+  run helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter \
+    --namespace "$namespace" --version "$ADAPTER_VERSION" \
+    --values "$here/prometheus-adapter.values.yaml" \
+    --set "prometheus.url=http://prometheus-kube-prometheus-prometheus.$namespace.svc" \
+    --set llmprepManaged=true --wait
+fi
 
 echo "done: check the custom metrics API with"
 echo "  kubectl get --raw /apis/custom.metrics.k8s.io/v1beta1 | head"
