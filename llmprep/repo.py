@@ -13,6 +13,7 @@ silently empty value. The repository is written to a temporary folder and rename
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -32,7 +33,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 ENGINES = ("real", "standin")
 LAYOUTS = {"engine": "inflight_batcher_llm", "pytorch": "llmapi"}
 MARKER = ".llmprep-repository.json"
-COMMON_MODULE = "llmprep_models.py"
+# The helpers shared by our Python models (templates/common/); each model gets the ones it imports.
+COMMON = TEMPLATES / "common"
 # Where the tiny tokenizer of a stand-in goes: inside a model folder, since Triton takes every
 # top-level folder for a model (and ignores non-numeric folders inside one).
 TINY_TOKENIZER = Path("tensorrt_llm") / "tokenizer"
@@ -102,6 +104,8 @@ def _standin_parameters(spec: ModelSpec, tokenizer: Path) -> list[tuple[str, str
         ("standin_compute", st.compute),
         ("standin_tokens_per_block", str(st.tokens_per_block)),
         ("standin_kv_cache_blocks", str(kv_cache_blocks(spec))),
+        # The per-iteration token budget: the engine's max_num_tokens (trtllm-build / LLM API).
+        ("standin_max_num_tokens", str(spec.limits.max_num_tokens)),
         # How often the emulated nv_trt_llm_* gauges refresh (the backend's own stats period parameter).
         ("stats_check_period_ms", "100"),
     ]
@@ -229,7 +233,25 @@ def _python_model(root: Path, model: str, source: Path) -> None:
     version = root / model / "1"
     version.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source, version / "model.py")
-    shutil.copy2(TEMPLATES / "common" / COMMON_MODULE, version / COMMON_MODULE)
+    for name in common_modules(source):
+        shutil.copy2(COMMON / name, version / name)
+
+
+def common_modules(source: Path) -> list[str]:
+    """The common/ files a model file imports, directly or through another common file."""
+    needed: set[str] = set()
+    pending = [source]
+    while pending:
+        tree = ast.parse(pending.pop().read_text())
+        for node in ast.walk(tree):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                file = f"{name}.py"
+                if (COMMON / file).is_file() and file not in needed:
+                    needed.add(file)
+                    pending.append(COMMON / file)
+    return sorted(needed)
 
 
 def _write_inflight(root: Path, values: Mapping[str, Any], engine: str) -> None:

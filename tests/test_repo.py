@@ -107,6 +107,22 @@ def test_a_repository_holds_exactly_the_upstream_models(tmp_path: Path, folders:
     assert repo_mod.model_names(root) == sorted(UPSTREAM[layout])
 
 
+@pytest.mark.parametrize(("runtime", "engine"), [(r, e) for r in ("engine", "pytorch") for e in ("real", "standin")])
+def test_every_python_model_has_beside_it_exactly_the_common_files_it_imports(
+    tmp_path: Path, folders: dict[str, Path], runtime: str, engine: str
+) -> None:
+    root = write(tmp_path, folders, runtime, engine)
+    common = {p.name for p in (TEMPLATES / "common").glob("llmprep_*.py")}
+    for model_py in root.glob("*/1/model.py"):
+        beside = {p.name for p in model_py.parent.glob("llmprep_*.py")}
+        imported: set[str] = set()
+        for path in [model_py, *(model_py.parent / name for name in beside)]:
+            text = path.read_text()
+            imported |= {name for name in common if f"from {name[:-3]} import" in text}
+        assert beside == imported, model_py.relative_to(root)
+        assert "llmprep_models.py" in beside
+
+
 def test_ensemble_steps_only_read_tensors_an_earlier_step_or_the_client_provides(
     tmp_path: Path, folders: dict[str, Path]
 ) -> None:
@@ -219,6 +235,20 @@ def test_stand_in_config_is_labelled_and_carries_the_cost_model(tmp_path: Path, 
     assert "STAND-IN" in text and got["llmprep_standin"] == "true"
     assert (got["standin_decode_ms_per_step"], got["standin_max_in_flight"], got["standin_queue_in_triton"]) == ("7", "3", "true")
     assert got["standin_kv_cache_blocks"] == str(3 * 4096 // 16)
+
+
+@pytest.mark.parametrize("runtime", ["engine", "pytorch"])
+def test_the_stand_ins_token_budget_is_the_specs_max_num_tokens(
+    tmp_path: Path, folders: dict[str, Path], runtime: str
+) -> None:
+    root = write(tmp_path, folders, runtime, "standin", spec_of(tensorrtLlm={"maxNumTokens": 1234}))
+    assert params(read_config(root / "tensorrt_llm" / "config.pbtxt"))["standin_max_num_tokens"] == "1234"
+    engine = load_common().standin_engine(
+        {"parameters": {k: {"string_value": v} for k, v in params(read_config(root / "tensorrt_llm" / "config.pbtxt")).items()}},
+        lambda: 100,
+    )
+    engine.stop()
+    assert engine.cost.max_num_tokens == 1234
 
 
 @pytest.mark.parametrize(("runtime", "model"), [("engine", "tensorrt_llm"), ("pytorch", "tensorrt_llm")])
@@ -339,13 +369,20 @@ def test_cli_reports_a_missing_engine_folder_in_one_line_with_exit_code_2(tmp_pa
 # --------------------------------------------------------------------------- Python model helpers
 
 
+COMMON_FILES = ("llmprep_models", "llmprep_stats", "llmprep_standin")  # in import order
+
+
 def load_common() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("llmprep_models", TEMPLATES / "common" / "llmprep_models.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["llmprep_models"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The common/ files, each importable by its own name (as beside a model), their names in one module."""
+    combined = types.ModuleType("llmprep_common")
+    for name in COMMON_FILES:
+        spec = importlib.util.spec_from_file_location(name, TEMPLATES / "common" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        combined.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    return combined
 
 
 def test_tiny_tokenizer_loads_offline_and_round_trips_text(tokenizer: Path) -> None:
@@ -652,3 +689,39 @@ def test_our_llmapi_model_hands_requests_to_generate_async_and_streams_text_diff
     assert texts == ["Hel", "lo"] and request.sender.sent[-1] == (None, 1)
     reasons = [r.tensors[1].array.reshape(-1)[0].decode() for r, _ in request.sender.sent if r is not None]
     assert reasons == ["length", "length"]
+
+
+def test_our_llmapi_model_returns_upstreams_perf_metrics_from_the_llm_apis_request_metrics(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime
+
+    root = write(tmp_path, folders, "pytorch", "real")
+    pb: Any = fake_pb_utils
+    pb.Tensor = FakeTensor
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils)
+    load_common()
+    spec = importlib.util.spec_from_file_location("llmapi_model_perf", root / "tensorrt_llm" / "1" / "model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    metrics = types.SimpleNamespace(
+        kv_cache_metrics=types.SimpleNamespace(num_reused_blocks=1, kv_cache_hit_rate=0.25, num_new_allocated_blocks=3,
+                                               num_total_allocated_blocks=4, num_missed_blocks=3),
+        timing_metrics=types.SimpleNamespace(arrival_time=datetime.timedelta(seconds=76735, microseconds=247746),
+                                             first_scheduled_time=datetime.timedelta(seconds=76735, microseconds=248284),
+                                             first_token_time=datetime.timedelta(seconds=76735, microseconds=374300),
+                                             last_token_time=datetime.timedelta(seconds=76736, microseconds=545324)),
+        speculative_decoding=types.SimpleNamespace(acceptance_rate=0.5, total_accepted_draft_tokens=2, total_draft_tokens=4),
+    )
+    got = {t.name(): t.as_numpy() for t in module.perf_tensors(metrics)}
+    assert module.perf_tensors(None) == []
+    # Every perf output upstream's model returns, as our config declares it (name and type).
+    config = read_config(root / "tensorrt_llm" / "config.pbtxt")
+    declared = {o.name: DTYPES.Name(o.data_type) for o in config.output}
+    numpy_type = {"TYPE_INT32": "int32", "TYPE_INT64": "int64", "TYPE_FP32": "float32"}
+    assert {name: numpy_type[declared[name]] for name in got} == {name: str(a.dtype) for name, a in got.items()}
+    assert int(got["arrival_time_ns"][0]) == 76735247746000 and int(got["last_token_time_ns"][0]) == 76736545324000
+    assert (int(got["kv_cache_reused_block"][0]), int(got["kv_cache_alloc_total_blocks"][0])) == (1, 4)
+    assert float(got["acceptance_rate"][0]) == 0.5 and int(got["total_draft_tokens"][0]) == 4
+    assert len(got) == 12

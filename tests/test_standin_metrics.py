@@ -18,13 +18,16 @@ TABLE = list(csv.DictReader((ROOT / "tests" / "data" / "backend_metrics.csv").op
 
 
 def load_common() -> types.ModuleType:
-    path = ROOT / "llmprep" / "templates" / "common" / "llmprep_models.py"
-    spec = importlib.util.spec_from_file_location("llmprep_models", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["llmprep_models"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The common/ files (stats and stand-in engine), each importable by its own name, in one module."""
+    combined = types.ModuleType("llmprep_common")
+    for name in ("llmprep_models", "llmprep_stats", "llmprep_standin"):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "llmprep" / "templates" / "common" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        combined.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    return combined
 
 
 def lookup(stats: Mapping[str, Any], key: str) -> float:
@@ -134,3 +137,50 @@ def test_when_the_token_budget_binds_new_contexts_wait_for_a_later_iteration() -
     ibs = stats["inflightBatchingStats"]
     assert (stats["numActiveRequests"], ibs["numScheduledRequests"], ibs["numContextRequests"]) == (5, 3, 2)
     assert ibs["numCtxTokens"] == 80
+
+
+def test_with_chunked_context_a_context_over_the_budget_runs_the_part_that_fits_in_whole_blocks() -> None:
+    common = load_common()
+    # As the budget test above, chunking on: the third new prompt gets 16 of the 19 tokens left
+    # (one block of 16), the fourth none (TensorRT-LLM microBatchScheduler.cpp, FCFS chunking).
+    cost = common.CostModel(max_in_flight=8, kv_cache_blocks=1000, tokens_per_block=16,
+                            decode_ms_per_step=0, max_num_tokens=100, chunked_context=True)
+    stats = run_engine(common, cost, jobs=5, prompt=40, max_tokens=50)
+    ibs = stats["inflightBatchingStats"]
+    assert (stats["numActiveRequests"], ibs["numScheduledRequests"], ibs["numContextRequests"]) == (5, 4, 3)
+    assert ibs["numCtxTokens"] == 96
+    gauges = common.stats_to_gauges(stats)
+    assert gauges[("nv_trt_llm_request_metrics", "request_type", "waiting")] == 1
+
+
+def idle_engine(common: types.ModuleType, config: dict[str, Any]) -> Any:
+    """An engine built from config.pbtxt parameters whose worker is stopped: schedule() is called by hand."""
+    engine = common.standin_engine({"parameters": {k: {"string_value": v} for k, v in config.items()}}, lambda: 100)
+    engine.stop()
+    return engine
+
+
+@pytest.mark.parametrize(("chunked", "chunks"), [("true", [96, 96, 96, 12]), ("false", [300])])
+def test_a_lone_long_prompt_is_chunked_only_when_enable_chunked_context_is_set(chunked: str, chunks: list[int]) -> None:
+    common = load_common()
+    engine = idle_engine(common, {"enable_chunked_context": chunked, "standin_max_num_tokens": "100",
+                                  "standin_tokens_per_block": "16", "standin_kv_cache_blocks": "100"})
+    job = common.Job(input_ids=list(range(300)), max_tokens=4, end_id=None, emit=lambda *a: None)
+    engine.waiting.append(job)
+    seen = []
+    for _ in chunks:
+        batch, new = engine.schedule()
+        seen.append(engine.chunk_tokens)
+        # Only the chunk that completes the prompt yields a token.
+        assert (job in batch) == (job.context_pos == 300)
+    assert seen == chunks and job.context_pos == 300
+
+
+def test_without_chunked_context_a_second_prompt_over_the_budget_left_waits_whole() -> None:
+    common = load_common()
+    engine = idle_engine(common, {"standin_max_num_tokens": "100", "standin_tokens_per_block": "16",
+                                  "standin_kv_cache_blocks": "100"})
+    jobs = [common.Job(input_ids=list(range(60)), max_tokens=4, end_id=None, emit=lambda *a: None) for _ in range(2)]
+    engine.waiting.extend(jobs)
+    batch, new = engine.schedule()
+    assert [j.context_pos for j in jobs] == [60, 0] and engine.partial == [] and len(batch) == 1

@@ -20,17 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from llmprep_models import (
-    Job,
-    MetricsExporter,
-    StatsPoller,
-    flag,
-    input_array,
-    make_tensor,
-    param,
-    scalar,
-    standin_engine,
-)
+from llmprep_models import flag, input_array, make_tensor, param, scalar
+from llmprep_standin import Job, standin_engine
+from llmprep_stats import MetricsExporter, StatsPoller
 
 
 class TritonPythonModel:

@@ -23,20 +23,9 @@ import time
 import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
-from llmprep_models import (
-    Job,
-    MetricsExporter,
-    StatsPoller,
-    StreamingDetokenizer,
-    flag,
-    load_tokenizer,
-    make_tensor,
-    param,
-    scalar,
-    standin_engine,
-    strings,
-    text_array,
-)
+from llmprep_models import StreamingDetokenizer, flag, load_tokenizer, make_tensor, param, scalar, strings, text_array
+from llmprep_standin import Job, standin_engine
+from llmprep_stats import InFlight, MetricsExporter, StatsPoller
 
 # Declared by upstream's config; the stand-in has no adapters and cannot cancel by input,
 # so a request that uses them gets an error, never a silent answer.
@@ -58,6 +47,7 @@ class TritonPythonModel:
         exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
         period = float(param(config, "stats_check_period_ms", "100")) / 1e3
         self.poller = StatsPoller(self.engine.stats, exporter.publish, period).start()
+        self.in_flight = InFlight(pb_utils, args["model_name"], args["model_version"])
 
     def _job(self, request: object, sender: object) -> Job:
         texts = strings(pb_utils, request, "text_input")
@@ -94,7 +84,22 @@ class TritonPythonModel:
                 out.extend(self._perf_extras(job))
             return pb_utils.InferenceResponse(out)
 
+        left = []  # a request leaves the in-flight count once: with its final response, or cancelled
+
+        def leave_once() -> None:
+            if not left:
+                left.append(True)
+                self.in_flight.leave()
+
+        def cancelled() -> bool:
+            gone = bool(getattr(sender, "is_cancelled", lambda: False)())
+            if gone:
+                leave_once()
+            return gone
+
         def emit(job: Job, new: list[int], final: bool) -> None:
+            if final:
+                leave_once()
             if streaming:
                 text = detok.add(new) + (detok.flush() if final else "")
                 if text or final:
@@ -113,7 +118,7 @@ class TritonPythonModel:
             max_tokens=max(1, max_tokens),
             end_id=None,
             emit=emit,
-            cancelled=getattr(sender, "is_cancelled", lambda: False),
+            cancelled=cancelled,
             seed=int(scalar(pb_utils, request, "sampling_param_seed", 0) or 0),
         )
 
@@ -133,7 +138,9 @@ class TritonPythonModel:
         for request in requests:
             sender = request.get_response_sender()
             try:
-                jobs.append(self.engine.submit(self._job(request, sender)))
+                job = self._job(request, sender)
+                self.in_flight.enter()
+                jobs.append(self.engine.submit(job))
             except Exception as exc:
                 sender.send(
                     pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),

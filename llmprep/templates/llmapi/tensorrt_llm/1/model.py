@@ -14,6 +14,7 @@ backend's metric families (nv_trt_llm_request_metrics, nv_trt_llm_kv_cache_block
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import threading
@@ -21,7 +22,8 @@ import threading
 import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
-from llmprep_models import MetricsExporter, StatsPoller, make_tensor, param, scalar, strings, text_array
+from llmprep_models import make_tensor, param, scalar, strings, text_array
+from llmprep_stats import MetricsExporter, StatsPoller
 
 SAMPLING_INPUTS = {
     "sampling_param_best_of": "best_of",
@@ -39,6 +41,45 @@ SAMPLING_INPUTS = {
 # Declared as upstream declares them; not wired to LoRA adapters here, so a request using
 # them is refused rather than answered as if they were absent.
 UNSUPPORTED_INPUTS = ("lora_id", "lora_name", "lora_path", "lora_ckpt_source")
+
+
+# The perf-metrics outputs, from the LLM API's per-request metrics (present when the request set
+# sampling_param_return_perf_metrics), as upstream's llmapi model reads them (TensorRT-LLM
+# triton_backend/all_models/llmapi/tensorrt_llm/1/model.py, stored copy, commit not shown by the
+# search tool): (output, group of request_perf_metrics, attribute, dtype as our config.pbtxt declares).
+PERF_OUTPUTS = (
+    ("kv_cache_reused_block", "kv_cache_metrics", "num_reused_blocks", np.int32),
+    ("kv_cache_hit_rate", "kv_cache_metrics", "kv_cache_hit_rate", np.float32),
+    ("kv_cache_alloc_new_blocks", "kv_cache_metrics", "num_new_allocated_blocks", np.int32),
+    ("kv_cache_alloc_total_blocks", "kv_cache_metrics", "num_total_allocated_blocks", np.int32),
+    ("kv_cache_missed_block", "kv_cache_metrics", "num_missed_blocks", np.int32),
+    ("arrival_time_ns", "timing_metrics", "arrival_time", np.int64),
+    ("first_scheduled_time_ns", "timing_metrics", "first_scheduled_time", np.int64),
+    ("first_token_time_ns", "timing_metrics", "first_token_time", np.int64),
+    ("last_token_time_ns", "timing_metrics", "last_token_time", np.int64),
+    ("acceptance_rate", "speculative_decoding", "acceptance_rate", np.float32),
+    ("total_accepted_draft_tokens", "speculative_decoding", "total_accepted_draft_tokens", np.int32),
+    ("total_draft_tokens", "speculative_decoding", "total_draft_tokens", np.int32),
+)
+
+
+def _nanoseconds(value: object) -> int:
+    """A timing metric in ns: the LLM API gives a datetime.timedelta (upstream converts it with pandas)."""
+    if isinstance(value, datetime.timedelta):
+        return (value.days * 86_400 + value.seconds) * 1_000_000_000 + value.microseconds * 1_000
+    return int(value or 0)  # type: ignore[call-overload]
+
+
+def perf_tensors(metrics: object) -> list:
+    """Upstream's perf-metrics output tensors for one response (none when the request asked for none)."""
+    if not metrics:
+        return []
+    out = []
+    for name, group, attribute, dtype in PERF_OUTPUTS:
+        value = getattr(getattr(metrics, group), attribute)
+        value = _nanoseconds(value) if group == "timing_metrics" else value
+        out.append(make_tensor(pb_utils, name, np.array([value], dtype=dtype)))
+    return out
 
 
 class TritonPythonModel:
@@ -81,6 +122,7 @@ class TritonPythonModel:
         if scalar(pb_utils, request, "return_cumulative_logprob", False):
             value = output.cumulative_logprob or 0.0
             out.append(make_tensor(pb_utils, "cumulative_logprob", np.array([value], dtype=np.float32)))
+        out.extend(perf_tensors(getattr(output, "request_perf_metrics", None)))
         return pb_utils.InferenceResponse(out)
 
     async def _generate(self, request: object, sender: object) -> None:
