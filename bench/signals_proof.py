@@ -35,12 +35,12 @@ Writes OUT/signals.json, OUT/signals.md (the table) and one plot per runtime
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -52,6 +52,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from bench._common import spearman  # noqa: E402  (after the sys.path line above)
+from llmprep.files import write_bytes_atomic  # noqa: E402
 
 SIGNALS = (
     "triton:queue_compute:ratio",
@@ -60,6 +61,11 @@ SIGNALS = (
     "trtllm:kv_cache:utilization",
     "triton:request_duration:average",
     "triton:compute_duration:average",
+    # Issue 19: inputs that see the executor's queue (triton:first_response_ms:p95 is left out:
+    # Triton 2.51, which the lab runs, has no first-response histogram; docs/monitoring.md).
+    "trtllm:batch:fullness",
+    "trtllm:requests_queued",
+    "llmprep:requests_in_flight",
 )
 # Targets for signals the chart renders no HPA metric for by default (chart README, "Signals").
 # Durations are in microseconds: half the SLO (set per run), so a duration average says "requests
@@ -71,6 +77,10 @@ SUGGESTED_TARGETS: dict[str, float | str] = {
     "trtllm:kv_cache:utilization": 0.8,
     "triton:request_duration:average": "slo/2",
     "triton:compute_duration:average": "slo/2",
+    # Not chart defaults: full batch; two requests queued; maxInFlight (4) + 2 in flight.
+    "trtllm:batch:fullness": 0.9,
+    "trtllm:requests_queued": 2.0,
+    "llmprep:requests_in_flight": 6.0,
 }
 FULL_LEVELS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # × one replica's capacity
 SHORT_LEVELS = (0.0, 1.0, 2.0, 4.0)
@@ -104,7 +114,10 @@ CASES: dict[str, Case] = {
         Case("engine-bls", "engine", "BLS", "tensorrt_llm_bls",
              ("model.tensorrtLlm.runtime=engine", "model.repository.instances.bls=4"),
              note="model.repository.instances.bls=4 (= maxInFlight)"),
-        Case("pytorch-llmapi", "pytorch", "llmapi", None, ("model.tensorrtLlm.runtime=pytorch",)),
+        # The proof streams; since issue 18 the llmapi model is unary unless asked (upstream's default).
+        Case("pytorch-llmapi", "pytorch", "llmapi", None,
+             ("model.tensorrtLlm.runtime=pytorch", "model.repository.llmapiDecoupled=true"),
+             note="model.repository.llmapiDecoupled=true (streaming)"),
         Case("engine-ensemble-queueInTriton", "engine", "ensemble", "ensemble",
              ("model.tensorrtLlm.runtime=engine",), {"queueInTriton": True},
              note="opposite assumption: model.standin.queueInTriton=true"),
@@ -315,19 +328,6 @@ def analyse(case: Case, report: Mapping[str, Any], *, levels: Sequence[float], h
 # --------------------------------------------------------------------------- outputs
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are documents
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def table_markdown(results: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         "| runtime / layout | signal | target | median at 0.5× | at 1× | at 2× | at 4× | ρ (1×–4×) | at target from | "
@@ -395,18 +395,12 @@ def plot_runtime(runtime: str, results: Sequence[Mapping[str, Any]], path: Path)
     fig.suptitle(f"{runtime} runtime: per-level medians; solid = proven in that layout, dashed = not", fontsize=10)
     axes[0][-1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fig.savefig(buffer, format="png", dpi=110)
     finally:
         plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue(), mode=0o644)
 
 
 def run_proof(
@@ -444,8 +438,8 @@ def run_proof(
         "results": results,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "signals.json", json.dumps(doc, indent=2, default=str).encode())
-    _atomic_write(out_dir / "signals.md", (table_markdown(results) + "\n" + levels_markdown(results)).encode())
+    write_bytes_atomic(out_dir / "signals.json", json.dumps(doc, indent=2, default=str).encode(), mode=0o644)
+    write_bytes_atomic(out_dir / "signals.md", (table_markdown(results) + "\n" + levels_markdown(results)).encode(), mode=0o644)
     if plots_dir is not None:
         for runtime in sorted({r["case"]["runtime"] for r in results}):
             plot_runtime(runtime, results, plots_dir / f"signals-{runtime}.png")

@@ -11,9 +11,7 @@ namespace and pod name, so the copy is rendered for a named release; render your
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -23,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from llmprep import chart  # noqa: E402
 from llmprep.errors import LlmprepError  # noqa: E402
+from llmprep.files import write_text_atomic  # noqa: E402
 
 OUTPUT = ROOT / "monitoring" / "prometheus-rule.yaml"
 RELEASE, NAMESPACE = "llmprep", "default"
@@ -65,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.output.parent, prefix=f".{args.output.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, args.output)
+    write_text_atomic(args.output, text)
     print(f"wrote {args.output}")
     return 0
 

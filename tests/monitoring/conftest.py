@@ -22,6 +22,10 @@ SIGNALS = (
     "trtllm:requests_waiting",
     "trtllm:requests_in_engine",
     "trtllm:kv_cache:utilization",
+    "triton:first_response_ms:p95",
+    "trtllm:batch:fullness",
+    "trtllm:requests_queued",
+    "llmprep:requests_in_flight",
 )
 NAMESPACE = "llm"
 RELEASE = "gpt2"

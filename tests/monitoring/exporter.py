@@ -74,10 +74,12 @@ class TritonPod:
     """
 
     def __init__(self, requests_per_s: float = 4.0, queue_us: float = 3000.0, compute_us: float = 2000.0,
-                 waiting: float = 3.0, kv_fraction: float = 0.4, pending: float = 2.0) -> None:
+                 waiting: float = 3.0, kv_fraction: float = 0.4, pending: float = 2.0, queued: float = 6.0,
+                 in_flight: float = 13.0) -> None:
         self.start = time.monotonic() - 1.0
         self.requests_per_s, self.queue_us, self.compute_us = requests_per_s, queue_us, compute_us
         self.waiting, self.kv_fraction, self.pending = waiting, kv_fraction, pending
+        self.queued, self.in_flight = queued, in_flight
 
     def render(self) -> str:
         elapsed = time.monotonic() - self.start
@@ -104,6 +106,13 @@ class TritonPod:
                 # As the backend reports them: active = scheduled + waiting, at most max (model_instance_state.cc:1441).
                 for t, v in (("waiting", self.waiting), ("scheduled", 4), ("context", 1), ("active", 4 + self.waiting),
                              ("max", 8 + self.waiting))
+            ]),
+            # Our own families (llmprep/templates): the executor's queue, and requests in flight counted where
+            # they enter (preprocessing) and leave (postprocessing, with the final response): the pod's sum is net.
+            ("llmprep_executor_queued_requests", "gauge", [({"model": "tensorrt_llm", "version": "1"}, self.queued)]),
+            ("llmprep_requests_in_flight", "gauge", [
+                ({"model": "preprocessing", "version": "1"}, self.in_flight + 5),
+                ({"model": "postprocessing", "version": "1"}, -5),
             ]),
             ("nv_trt_llm_kv_cache_block_metrics", "gauge", [
                 ({"model": "tensorrt_llm", "version": "1", "kv_cache_block_type": t}, v)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from llmprep import chart
 from tests.conftest import ROOT
-from tests.monitoring.conftest import NAMESPACE, PODS, SIGNALS, Release
+from tests.monitoring.conftest import NAMESPACE, PODS, SIGNALS, Release, chart_rules
 
 DASHBOARD_PATH = ROOT / "chart" / "dashboards" / "llmprep-triton.json"
 DASHBOARD: dict[str, Any] = json.loads(DASHBOARD_PATH.read_text())
@@ -86,3 +87,14 @@ def test_the_chart_renders_the_dashboard_into_a_configmap_grafanas_sidecar_impor
     label = sidecar["dashboards"]["label"]
     assert configmap["metadata"]["labels"][label] == sidecar["dashboards"]["labelValue"]
     assert json.loads(configmap["data"]["llmprep-triton.json"]) == DASHBOARD
+
+
+def test_every_signal_panel_reads_only_rules_the_chart_records(tmp_path: Path) -> None:
+    groups = yaml.safe_load(chart_rules(tmp_path).read_text())["groups"]
+    recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    rows = sorted((p for p in DASHBOARD["panels"] if p["type"] == "row"), key=lambda p: p["gridPos"]["y"])
+    first, second = rows[0]["gridPos"]["y"], rows[1]["gridPos"]["y"]
+    signal_panels = [p for p in PANELS if first < p["gridPos"]["y"] < second]
+    names = {re.match(r"[\w:]+", t["expr"]).group(0) for p in signal_panels for t in p["targets"]}  # type: ignore[union-attr]
+    assert "triton:first_response_ms:p95" in names
+    assert names <= recorded, names - recorded
