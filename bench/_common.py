@@ -14,7 +14,6 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -86,16 +85,9 @@ def write_section(name: str, body: str, path: Path = DOCS) -> None:
         text = text[:start] + block + text[stop + len(end):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from llmprep.files import write_text_atomic
+
+    write_text_atomic(path, text, mode=0o644)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

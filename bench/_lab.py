@@ -130,7 +130,7 @@ def run_config(config: LabConfig, work: Path, *, stages: Sequence[Any], speed: f
 
 
 def _seconds(value: Any) -> float:
-    from llmprep.load.profile import parse_duration
+    from llmprep.units import parse_duration
 
     return parse_duration(value, "interval")
 

@@ -196,7 +196,7 @@ def _steps_in_process(width: int, layers: int, batch: int, seconds: float, ready
     sys.path.insert(0, str(ROOT / "llmprep" / "templates" / "common"))
     from types import SimpleNamespace
 
-    from llmprep_models import torch_step
+    from llmprep_standin import torch_step
 
     step = torch_step(vocab, width=width, layers=layers)
     jobs = [SimpleNamespace(input_ids=list(range(32)), generated=[]) for _ in range(batch)]

@@ -279,12 +279,12 @@ def render_stream(rows: Sequence[Mapping[str, Any]], concurrency: int, floor_nam
 
 
 def start_server(work: Path) -> Any:
-    from bench.warm_start import _free_port
+    from llmprep.proc import free_port
     from llmprep.serve.triton import TritonProcess
 
     repository = work / "models"
     shutil.copytree(MODELS, repository, ignore=shutil.ignore_patterns("__pycache__"))
-    server = TritonProcess(repository, http_port=_free_port(), grpc_port=_free_port(), metrics_port=_free_port(),
+    server = TritonProcess(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                            log_path=work / "triton.log", exit_timeout_secs=2)
     server.start()
     server.wait_ready(120)

@@ -125,19 +125,12 @@ def bench_cli_floor(runs: int) -> list[float]:
     return out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _time_to_ready(repository: Path, log_path: Path, timeout: float = 120) -> float:
     """Start `llmprep serve --repository` and return seconds until /v2/health/ready; then stop it (SIGTERM)."""
+    from llmprep.proc import free_port
     from llmprep.serve.triton import http_ok
 
-    http, grpc, metrics = _free_port(), _free_port(), _free_port()
+    http, grpc, metrics = free_port(), free_port(), free_port()
     args = [sys.executable, "-m", "llmprep.cli", "serve", "--repository", str(repository), "--address", "127.0.0.1",
             "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
             "--exit-timeout-secs", "2"]

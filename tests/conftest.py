@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from llmprep.proc import free_port as free_port  # re-exported: tests import it from here
+
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL_VALUES = ROOT / "tests" / "data" / "tutorial"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

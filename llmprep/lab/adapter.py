@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
+from llmprep import files
 from llmprep.errors import UsageError
+from llmprep.shipped import shipped
 
-ROOT = Path(__file__).resolve().parents[2]
-ADAPTER_VALUES = ROOT / "monitoring" / "prometheus-adapter.values.yaml"
+ADAPTER_VALUES = shipped("monitoring/prometheus-adapter.values.yaml")  # the wheel's copy, else the checkout's
 
 
 class AdapterError(UsageError):
@@ -130,12 +129,9 @@ def _rule_from(entry: Any, index: int, source: Path) -> AdapterRule:
 
 def load_rules(path: Path = ADAPTER_VALUES) -> list[AdapterRule]:
     """The custom rules of an adapter values file (`rules.custom`) or adapter config (`rules:` list)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise AdapterError(f"adapter rules file {path} not found; pass the prometheus-adapter values file") from None
-    except yaml.YAMLError as exc:
-        raise AdapterError(f"adapter rules file {path} is not valid YAML: {exc}") from None
+    if not Path(path).exists():
+        raise AdapterError(f"adapter rules file {path} not found; pass the prometheus-adapter values file")
+    data = files.read_yaml(path, "adapter rules file", AdapterError)
     rules = (data or {}).get("rules") if isinstance(data, Mapping) else None
     if isinstance(rules, Mapping):
         rules = rules.get("custom")

@@ -18,7 +18,6 @@ import itertools
 import os
 import random
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -31,7 +30,8 @@ from typing import Literal
 
 from llmprep.errors import LabError
 from llmprep.lab.front import Front
-from llmprep.lab.hpa import Pod
+from llmprep.lab.replicas import Pod
+from llmprep.proc import free_port
 from llmprep.serve.triton import http_ok
 
 State = Literal["starting", "ready", "draining", "stopped", "failed"]
@@ -62,12 +62,6 @@ def track(proc: subprocess.Popen[bytes]) -> None:
 def untrack(proc: subprocess.Popen[bytes]) -> None:
     with _LIVE_LOCK:
         _LIVE_GROUPS.discard(proc.pid)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _suffix(rng: random.Random, n: int) -> str:

@@ -7,7 +7,13 @@ lists only ready pods) and leaves it first on scale-down; connections already op
 kept, as conntrack keeps them, until the replica closes them. A health check every
 `health_interval_s` (the readiness probe's period) takes a backend that stops answering out of
 rotation and puts it back when it answers again. With no backend in rotation a connection is
-refused at once (kube-proxy rejects traffic to a Service without endpoints).
+refused at once (kube-proxy rejects traffic to a Service without endpoints), unless the front
+holds (`hold_s` > 0): then it waits up to `hold_s` for a backend to enter the rotation and
+forwards the connection to it, as the KEDA HTTP add-on's interceptor holds a request while its
+Deployment scales from zero (kedacore/http-add-on interceptor/config/timeouts.go,
+`KEDA_CONDITION_WAIT_TIMEOUT`); `waiting` counts the connections held now, which is what the
+add-on's scaler reports to KEDA as pending. A held connection that finds no backend in time is
+closed (counted in `refused`).
 
 The front runs its own asyncio loop on a background thread; its methods are thread-safe.
 """
@@ -61,10 +67,12 @@ class Front:
         port: int = 0,
         health_interval_s: float = 1.0,
         probe: Callable[[str], bool] = _http_ok,
+        hold_s: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.health_interval_s = health_interval_s
+        self.hold_s = hold_s
         self._probe = probe
         self._backends: dict[str, Backend] = {}
         self._order: list[str] = []
@@ -76,6 +84,8 @@ class Front:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self.refused = 0
+        self.held = 0  # connections that waited for a backend (hold_s > 0)
+        self._waiting = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> Front:
@@ -168,6 +178,29 @@ class Front:
             backend = self._backends.get(address)
             return backend.first_connection_at if backend is not None else None
 
+    @property
+    def waiting(self) -> int:
+        """Connections held now for want of a backend in rotation."""
+        with self._lock:
+            return self._waiting
+
+    async def _hold(self) -> Backend | None:
+        """Wait up to `hold_s` for a backend to enter the rotation (polled at 20 ms)."""
+        with self._lock:
+            self._waiting += 1
+            self.held += 1
+        try:
+            deadline = time.monotonic() + self.hold_s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                backend = self._pick()
+                if backend is not None:
+                    return backend
+            return None
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
     def _pick(self) -> Backend | None:
         with self._lock:
             live = [self._backends[a] for a in self._order if self._backends[a].healthy]
@@ -178,6 +211,8 @@ class Front:
     # -- proxying -----------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         backend = self._pick()
+        if backend is None and self.hold_s > 0:
+            backend = await self._hold()
         if backend is None:
             self.refused += 1
             writer.close()

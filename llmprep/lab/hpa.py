@@ -5,7 +5,8 @@ sections "Algorithm details", "Support for multiple metrics", "Configurable scal
 "Stabilization window", "Default behavior") and the controller it describes
 (kubernetes/kubernetes pkg/controller/podautoscaler: horizontal.go, replica_calculator.go,
 metrics/utilization.go). Each rule names the section or function it follows. The spec (quantities,
-metrics, behavior, manifest parsing) lives in llmprep/lab/hpa_spec.py and is re-exported here.
+metrics, behavior, manifest parsing) lives in llmprep/lab/hpa_spec.py, one metric's replica count
+(replica_calculator.go) in llmprep/lab/replicas.py; both are re-exported here.
 
 The controller here is a pure function of (time, spec.replicas, pods, metric readings) plus
 the history it keeps between syncs (recommendations and scale events), so tests drive it
@@ -17,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from llmprep.lab.hpa_spec import (
     DEFAULT_DOWNSCALE_STABILIZATION_S,
@@ -37,6 +37,15 @@ from llmprep.lab.hpa_spec import (
     hpa_from_scaled_object,
     milli_value,
     parse_quantity,
+)
+from llmprep.lab.replicas import (
+    DEFAULT_TOLERANCE,
+    MetricUnavailable,
+    Pod,
+    Tolerances,
+    per_pod_total_replicas,
+    plain_metric_replicas,
+    usage_ratio_replicas,
 )
 
 __all__ = [
@@ -69,31 +78,13 @@ __all__ = [
     "plain_metric_replicas",
 ]
 
-PodPhase = Literal["Pending", "Running", "Failed"]
-
-# kube-controller-manager defaults ("Algorithm details"; flags of the same names).
-DEFAULT_TOLERANCE = 0.1  # --horizontal-pod-autoscaler-tolerance
-DEFAULT_SYNC_PERIOD_S = 15.0  # --horizontal-pod-autoscaler-sync-period
+DEFAULT_SYNC_PERIOD_S = 15.0  # kube-controller-manager --horizontal-pod-autoscaler-sync-period
 # horizontal.go, used only when an HPA has no `behavior` (the pre-behavior rate limit).
 SCALE_UP_LIMIT_FACTOR = 2.0
 SCALE_UP_LIMIT_MINIMUM = 4.0
 
 
 # --------------------------------------------------------------------------- the controller
-
-
-@dataclass(frozen=True)
-class Pod:
-    """What the controller reads of a pod: its phase, readiness and whether it is being deleted."""
-
-    name: str
-    phase: PodPhase = "Running"
-    ready: bool = True
-    deleting: bool = False
-
-
-class MetricUnavailable(Exception):
-    """The metrics API returned nothing for this metric ("unable to get metric …")."""
 
 
 @dataclass(frozen=True)
@@ -108,17 +99,6 @@ class Reading:
     value: float | None = None
     values: tuple[float, ...] = ()
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """`isWithin`: a usage ratio in [1 - down, 1 + up] changes nothing."""
-
-    up: float = DEFAULT_TOLERANCE
-    down: float = DEFAULT_TOLERANCE
-
-    def within(self, ratio: float) -> bool:
-        return (1.0 - self.down) <= ratio <= (1.0 + self.up)
 
 
 @dataclass(frozen=True)
@@ -147,93 +127,6 @@ class Decision:
     @property
     def rescale(self) -> bool:
         return self.desired != self.current
-
-
-def _usage_ratio(values: Sequence[int], target_milli: int) -> tuple[float, int]:
-    """metrics/utilization.go GetMetricUsageRatio: integer mean in milli-units over the target."""
-    current = sum(values) // len(values)
-    return current / target_milli, current
-
-
-def plain_metric_replicas(
-    current_replicas: int,
-    target_milli: int,
-    metrics: Mapping[str, int],
-    pods: Sequence[Pod],
-    tolerances: Tolerances = Tolerances(),
-) -> tuple[int, int]:
-    """replica_calculator.go calcPlainMetricReplicas: a Pods metric averaged over pods.
-
-    ("Algorithm details") `desired = ceil(readyPods × current/target)`, unchanged inside the
-    tolerance. Pods being deleted or failed are ignored; pending pods are set aside, and on
-    a scale-up counted as using 0; pods without a metric are counted as using the target on a
-    scale-down and 0 on a scale-up; if that conservative re-count reverses the direction or
-    lands inside the tolerance, the replica count stays. Returns (replicas, current milli-value).
-    """
-    if not pods:
-        raise MetricUnavailable("no pods returned by selector while calculating replica count")
-    ready_count = 0
-    unready: list[str] = []
-    missing: list[str] = []
-    ignored: list[str] = []
-    for pod in pods:  # groupPods; the readiness checks beyond Pending apply to CPU only
-        if pod.deleting or pod.phase == "Failed":
-            ignored.append(pod.name)
-        elif pod.phase == "Pending":
-            unready.append(pod.name)
-        elif pod.name not in metrics:
-            missing.append(pod.name)
-        else:
-            ready_count += 1
-    usable = {name: v for name, v in metrics.items() if name not in ignored and name not in unready}
-    if not usable:
-        raise MetricUnavailable("did not receive metrics for targeted pods (pods might be unready)")
-    ratio, usage = _usage_ratio(list(usable.values()), target_milli)
-    scale_up_with_unready = bool(unready) and ratio > 1.0
-    if not scale_up_with_unready and not missing:
-        if tolerances.within(ratio):
-            return current_replicas, usage
-        return math.ceil(ratio * ready_count), usage
-    # replica_calculator.go calcPlainMetricReplicas (after kubernetes#117845): missing pods are
-    # filled only when the ready pods point one way: at the target below 1, at 0 above 1; at a
-    # ratio of exactly 1 they are left out and the count stays.
-    if missing and ratio < 1.0:
-        for name in missing:
-            usable[name] = target_milli
-    elif missing and ratio > 1.0:
-        for name in missing:
-            usable[name] = 0
-    if scale_up_with_unready:
-        for name in unready:
-            usable[name] = 0
-    new_ratio, _ = _usage_ratio(list(usable.values()), target_milli)
-    if tolerances.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
-        return current_replicas, usage
-    new_replicas = math.ceil(new_ratio * len(usable))
-    if (new_ratio < 1.0 and new_replicas > current_replicas) or (new_ratio > 1.0 and new_replicas < current_replicas):
-        return current_replicas, usage
-    return new_replicas, usage
-
-
-def _ready_pod_count(pods: Sequence[Pod]) -> int:
-    return sum(1 for p in pods if p.phase == "Running" and p.ready and not p.deleting)
-
-
-def _usage_ratio_replicas(current: int, ratio: float, pods: Sequence[Pod], tolerances: Tolerances) -> int:
-    """getUsageRatioReplicaCount (Object and External metrics with a Value target)."""
-    if current == 0:
-        return math.ceil(ratio)
-    if tolerances.within(ratio):
-        return current
-    return math.ceil(ratio * _ready_pod_count(pods))
-
-
-def _per_pod_total_replicas(status_replicas: int, total_milli: int, target_milli: int, tol: Tolerances) -> int:
-    """GetObjectPerPodMetricReplicas / GetExternalPerPodMetricReplicas (AverageValue targets)."""
-    ratio = total_milli / (target_milli * status_replicas) if status_replicas else math.inf
-    if tol.within(ratio):
-        return status_replicas
-    return math.ceil(total_milli / target_milli)
 
 
 @dataclass(frozen=True)
@@ -290,12 +183,12 @@ class HorizontalController:
                 if reading.value is None:
                     raise MetricUnavailable("no value")
                 usage = milli_value(reading.value)
-                replicas = _usage_ratio_replicas(spec_replicas, usage / target, pods, tol)
+                replicas = usage_ratio_replicas(spec_replicas, usage / target, pods, tol)
             elif metric.type == "External" and metric.target_type == "Value":
                 if not reading.values:
                     raise MetricUnavailable("no external metric series")
                 usage = sum(milli_value(v) for v in reading.values)
-                replicas = _usage_ratio_replicas(spec_replicas, usage / target, pods, tol)
+                replicas = usage_ratio_replicas(spec_replicas, usage / target, pods, tol)
             else:  # AverageValue on Object or External: the total over the target per pod
                 total = (
                     [reading.value] if metric.type == "Object" and reading.value is not None else list(reading.values)
@@ -303,7 +196,7 @@ class HorizontalController:
                 if not total:
                     raise MetricUnavailable("no value")
                 usage_total = sum(milli_value(v) for v in total)
-                replicas = _per_pod_total_replicas(status_replicas, usage_total, target, tol)
+                replicas = per_pod_total_replicas(status_replicas, usage_total, target, tol)
                 usage = math.ceil(usage_total / status_replicas) if status_replicas else usage_total
         except MetricUnavailable as exc:
             return Proposal(metric.name, None, None, metric.target, str(exc))

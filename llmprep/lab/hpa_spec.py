@@ -8,13 +8,12 @@ resource.Quantity, pkg/apis/autoscaling defaults).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llmprep import units
 from llmprep.errors import LabError
 
 PolicyType = Literal["Pods", "Percent"]
@@ -28,37 +27,12 @@ DEFAULT_DOWNSCALE_STABILIZATION_S = 300.0
 
 # --------------------------------------------------------------------------- quantities
 
-_QUANTITY = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)|[eE]([+-]?\d+))?$")
-_SUFFIX = {
-    "m": 1e-3,
-    "": 1.0,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-    "Ki": 2.0**10,
-    "Mi": 2.0**20,
-    "Gi": 2.0**30,
-    "Ti": 2.0**40,
-    "Pi": 2.0**50,
-    "Ei": 2.0**60,
-}
-
-
 def parse_quantity(value: Any, field_name: str = "quantity") -> float:
-    """A Kubernetes quantity (`1500m`, `2`, `1.5`, `4Ki`, `1e3`) as a number."""
-    if isinstance(value, bool):
-        raise LabError(f"{field_name}: expected a Kubernetes quantity such as 1500m, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if match is None:
-        raise LabError(f"{field_name}: {value!r} is not a Kubernetes quantity (e.g. 1500m, 2, 0.5)")
-    number, suffix, exponent = match.groups()
-    scale = 10.0 ** int(exponent) if exponent is not None else _SUFFIX[suffix or ""]
-    return float(number) * scale
+    """A Kubernetes quantity (`1500m`, `2`, `1.5`, `4Ki`, `1e3`) as a number; LabError naming the field."""
+    try:
+        return units.parse_quantity(value, field_name)
+    except units.QuantityError as exc:
+        raise LabError(str(exc)) from None
 
 
 def milli_value(value: float) -> int:
@@ -146,19 +120,10 @@ class HpaSpec:
     source: str = "HorizontalPodAutoscaler"
 
     def time_scaled(self, speed: float) -> HpaSpec:
-        """This spec with every window and policy period divided by `speed` (lab time compression)."""
-        if speed == 1 or self.behavior is None:
-            return self
-        b = self.behavior
+        """This spec with every window and policy period compressed by `speed` (llmprep.lab.timing)."""
+        from llmprep.lab.timing import scaled_hpa
 
-        def rules(r: ScalingRules) -> ScalingRules:
-            return dataclasses.replace(
-                r,
-                stabilization_window_s=r.stabilization_window_s / speed,
-                policies=tuple(dataclasses.replace(p, period_s=p.period_s / speed) for p in r.policies),
-            )
-
-        return dataclasses.replace(self, behavior=Behavior(rules(b.scale_up), rules(b.scale_down)))
+        return scaled_hpa(self, speed)
 
 
 def _rules_from(raw: Any, default: ScalingRules, where: str) -> ScalingRules:

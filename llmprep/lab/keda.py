@@ -9,6 +9,8 @@ and commit in tests/data/keda_rules.py). KEDA does two things for a ScaledObject
 - above that it creates an HPA (one External metric per trigger, AverageValue by default,
   minReplicas max(minReplicaCount, 1)), which Kubernetes' controller runs: here hpa.py's
   `HorizontalController`, with the spec `hpa_from_scaled_object` builds.
+A push scaler (the KEDA HTTP add-on's external scaler) reports activity between polls; KEDA
+calls the same `RequestScale` with it at once (`push`).
 """
 
 from __future__ import annotations
@@ -96,9 +98,16 @@ class KedaOperator:
         return any(v is not None and v > t for v, t in zip(values, self.spec.activation_thresholds, strict=False))
 
     def poll(self, now: float, current: int, values: Sequence[float | None]) -> KedaDecision:
+        """scale_handler checkScalers, every pollingInterval: the triggers' activity, then RequestScale."""
+        return self.request_scale(now, current, self.is_active(values))
+
+    def push(self, now: float, current: int, active: bool) -> KedaDecision:
+        """scale_handler startPushScalers: a push scaler's activity goes to RequestScale between polls."""
+        return self.request_scale(now, current, active)
+
+    def request_scale(self, now: float, current: int, active: bool) -> KedaDecision:
         """scale_executor RequestScale: the replica count KEDA itself sets (or `current`: leave it to the HPA)."""
         spec = self.spec
-        active = self.is_active(values)
         if current == 0 and active:
             self.last_active = now
             return KedaDecision(now, current, spec.active_minimum, True, "ScaledFromZero")

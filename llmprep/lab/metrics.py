@@ -2,7 +2,7 @@
 
 Pods metrics go through llmprep.lab.adapter with the rules of monitoring/prometheus-adapter.values.yaml,
 the file the cluster installs: discovery (series → metric names) is refreshed every
-`metricsRelistInterval` (compressed by the lab's speed), and each HPA request runs the rule's
+`metricsRelistInterval` (compressed by llmprep.lab.timing), and each HPA request runs the rule's
 templated `metricsQuery` for the pods of the Deployment, as the adapter does. A metric that no
 series provides yet is "unable to get metric", which the controller treats as Kubernetes does.
 KEDA's Prometheus triggers are queried directly, their results summed as KEDA serves them.
@@ -10,20 +10,24 @@ KEDA's Prometheus triggers are queried directly, their results summed as KEDA se
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from llmprep.errors import LabError
 from llmprep.lab.hpa import HpaSpec, Reading
 
+if TYPE_CHECKING:
+    from llmprep.lab.cluster import Cluster
+
 
 def relist_interval_s(path: Path) -> float:
     """The adapter's `metricsRelistInterval` from its values file (the adapter's default: 1m)."""
-    from llmprep.load.profile import parse_duration
+    from llmprep.units import parse_duration
 
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -41,7 +45,7 @@ class MetricsSource:
         *,
         namespace: str,
         adapter_values: Path | None = None,
-        speed: float = 1.0,
+        relist_s: float | None = None,  # lab seconds (Timing.adapter_relist); None: the file's own interval
     ) -> None:
         from llmprep.lab import adapter
 
@@ -55,7 +59,7 @@ class MetricsSource:
             )
         self.rules = adapter.load_rules(self.adapter_values)
         self.relist_cluster_s = relist_interval_s(self.adapter_values)
-        self.relist_s = self.relist_cluster_s / speed
+        self.relist_s = self.relist_cluster_s if relist_s is None else relist_s
         self._discovered: dict[str, Any] = {}
         self._next_relist = 0.0
         self.queries: dict[str, str] = {}  # metric -> the last PromQL sent for it
@@ -89,6 +93,19 @@ class MetricsSource:
             except Exception as exc:  # an adapter or Prometheus failure is an unavailable metric
                 out.append(Reading(error=f"{type(exc).__name__}: {exc}"))
         return out
+
+    def wait_served(self, spec: HpaSpec, cluster: Cluster, timeout_s: float, stop: threading.Event) -> str:
+        """Wait until every metric of `spec` is served for the cluster's pods; return what still fails ("": none)."""
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set():
+            cluster.tick()
+            readings = self.readings(spec, [p.name for p in cluster.pods()])
+            if all(r.error is None for r in readings):
+                return ""
+            if time.monotonic() > deadline:
+                return "; ".join(r.error or "" for r in readings if r.error)
+            time.sleep(0.2)
+        return ""
 
     def pod_values(self, metric: str, pods: Sequence[str], selector: Any = None) -> dict[str, float]:
         """What the adapter serves for `metric` on `pods` (pods without a series left out)."""

@@ -5,7 +5,7 @@ rule, threshold, interval and probe period the lab uses is read from the rendere
 nothing is restated here. Time compression (`speed`) goes through the chart's own values for
 what lives in PromQL or in the PodMonitor (scrape and evaluation intervals, rate window), so
 the rules stay the chart's; the controller-side constants (sync period, stabilization windows,
-policy periods, probe period, preStop) are divided when the lab applies them.
+policy periods, probe period, preStop) are compressed by llmprep.lab.timing when the lab runs.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _set(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 
 
 def _seconds(value: Any, where: str) -> float:
-    from llmprep.load.profile import parse_duration
+    from llmprep.units import parse_duration
 
     try:
         return parse_duration(value, where)
@@ -105,6 +105,7 @@ def compose_values(scenario: Scenario) -> dict[str, Any]:
 def compress(values: dict[str, Any], chart_dir: Path, speed: float) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
     """`values` with the monitoring durations divided by `speed`, and what changed."""
     from llmprep.lab.prometheus import duration
+    from llmprep.lab.timing import compress_duration
 
     if speed == 1:
         return values, {}
@@ -120,7 +121,7 @@ def compress(values: dict[str, Any], chart_dir: Path, speed: float) -> tuple[dic
         if raw is None:
             continue
         seconds = _seconds(raw, key)
-        fast = duration(max(seconds / speed, 0.05))
+        fast = duration(compress_duration(seconds, speed))
         out = _set(out, key, fast)
         changed[key] = (str(raw), fast)
     return out, changed

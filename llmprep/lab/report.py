@@ -1,41 +1,28 @@
-"""The lab's outputs: timeseries.csv, report.json, report.md, lab.png, and the printed summary.
+"""The lab's report as data: the timeline of a surge, the reaction-time budget, the summary.
 
 The summary answers what a user tunes for: peak replicas, time from the surge to the scale-up
 decision and to the new replica being ready, time back to the minimum after the load falls,
 failed requests, and the reaction-time budget (issue 14 item 6): the configured terms taken
-from the rendered chart and the adapter file, and the terms the lab measured.
+from the rendered chart and the adapter file, as the lab ran them (llmprep.lab.timing: clamps
+included), and the terms the lab measured. llmprep.lab.outputs writes it to files.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmprep.lab.recorder import hpa_column, signal_column
+from llmprep.lab.recorder import signal_column
+from llmprep.lab.timing import to_cluster
 
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+if TYPE_CHECKING:
+    from llmprep.lab.cluster import Cluster, Event, Replica
+    from llmprep.lab.hpa import Decision
+    from llmprep.lab.recorder import Finished, Recorder
+    from llmprep.lab.rendered import LabSetup
+    from llmprep.lab.scenario import Scenario
+    from llmprep.lab.timing import Timing
 
 
 @dataclass
@@ -161,31 +148,42 @@ def _gap(a: float | None, b: float | None) -> float | None:
 
 
 def budget_terms(config: Mapping[str, Any], tl: Timeline, speed: float) -> list[dict[str, Any]]:
-    """Issue 14 item 6: a surge's time to relief, term by term (lab seconds and cluster seconds)."""
+    """Issue 14 item 6: a surge's time to relief, term by term (lab seconds and cluster seconds).
 
-    def term(name: str, lab: float | None, source: str, kind: str, moved_by: str) -> dict[str, Any]:
-        cluster = round(lab * speed, 2) if lab is not None and kind == "configured" else None
+    A configured term's cluster seconds come from `config["timing"]` (the value before
+    compression; a clamped lab value is marked), or, without it, from the lab value and `speed`.
+    """
+    timing: Mapping[str, Mapping[str, Any]] = config.get("timing") or {}
+
+    def term(name: str, lab: float | None, source: str, kind: str, moved_by: str, period: str = "",
+             share: float = 1.0) -> dict[str, Any]:
+        cluster = None
+        clamped = False
+        if lab is not None and kind == "configured":
+            known = timing.get(period)
+            cluster = round(known["cluster_s"] * share if known else to_cluster(lab, speed), 2)
+            clamped = bool(known and known.get("clamped"))
         return {"term": name, "lab_s": None if lab is None else round(lab, 3), "cluster_s": cluster, "kind": kind,
-                "source": source, "moved_by": moved_by}
+                "source": source, "moved_by": moved_by, "clamped": clamped}
 
     c = config
     return [
         term("scrape interval", c["scrape_interval_s"], "PodMonitor interval", "configured",
-             "monitoring.podMonitor.interval"),
+             "monitoring.podMonitor.interval", "scrape_interval"),
         term("rule evaluation", c["rule_interval_s"], "PrometheusRule group interval", "configured",
-             "monitoring.prometheusRule.interval"),
+             "monitoring.prometheusRule.interval", "rule_interval"),
         term("rate window (half, mean lag of a step)", c["rate_window_s"] / 2 if c.get("rate_window_s") else None,
-             "PrometheusRule rate window", "configured", "monitoring.prometheusRule.window"),
+             "PrometheusRule rate window", "configured", "monitoring.prometheusRule.window", "rate_window", 0.5),
         term("adapter relist", c["adapter_relist_s"], "prometheus-adapter metricsRelistInterval", "configured",
-             "metricsRelistInterval (adapter values); only delays a new metric name"),
+             "metricsRelistInterval (adapter values); only delays a new metric name", "adapter_relist"),
         term("HPA sync period", c["sync_period_s"], "kube-controller-manager --horizontal-pod-autoscaler-sync-period",
-             "configured", "--sync-period (controller flag)"),
+             "configured", "--sync-period (controller flag)", "sync_period"),
         term("scale-up stabilization", c["scale_up_stabilization_s"], "HPA behavior.scaleUp", "configured",
-             "autoscaling.behavior.scaleUp.stabilizationWindowSeconds"),
+             "autoscaling.behavior.scaleUp.stabilizationWindowSeconds", "scale_up_stabilization"),
         term("scale-down stabilization", c["scale_down_stabilization_s"], "HPA behavior.scaleDown (or the flag)",
-             "configured", "autoscaling.behavior.scaleDown.stabilizationWindowSeconds"),
+             "configured", "autoscaling.behavior.scaleDown.stabilizationWindowSeconds", "scale_down_stabilization"),
         term("readiness probe period", c["readiness_period_s"], "Deployment readinessProbe", "configured",
-             "triton.probes.readinessPeriodSeconds"),
+             "triton.probes.readinessPeriodSeconds", "readiness_period"),
         term("detection: surge to signal over target", _gap(tl.surge_at, tl.signal_over_target_at), "measured",
              "measured", "scrape, evaluation, window, the signal's own response"),
         term("decision: signal over target to scale-up", _gap(tl.signal_over_target_at, tl.scale_up_decision_at),
@@ -199,176 +197,176 @@ def budget_terms(config: Mapping[str, Any], tl: Timeline, speed: float) -> list[
     ]
 
 
-# --------------------------------------------------------------------------- files
 
 
-def timeseries_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+# --------------------------------------------------------------------------- building the report
+
+
+def _rel(t: float | None, t0: float) -> float | None:
+    return None if t is None else round(t - t0, 3)
+
+
+def _first_crossing(rows: Sequence[Mapping[str, Any]], name: str, target: float, after: float | None) -> float | None:
+    if after is None:
+        return None
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-    return out.getvalue()
+        value = row.get(signal_column(name))
+        if row["t"] >= after and value is not None and value > target * 1.1:
+            return float(row["t"])
+    return None
 
 
-def _fmt(value: Any, unit: str = "s") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.2f} {unit}".strip()
-    return f"{value} {unit}".strip()
+def _event_row(event: Event, t0: float) -> dict[str, Any]:
+    return {"t": round(event.time - t0, 3), "kind": event.kind, "replica": event.replica, "detail": event.detail}
 
 
-def markdown(report: LabReport, plot_name: str = "lab.png") -> str:
-    s, tl = report.summary, report.timeline
-    lines = [
-        f"# llmprep lab: {report.scenario.get('name')}",
-        "",
-        f"{report.scenario.get('description') or ''}".strip(),
-        "",
-        f"![load, signal, replicas and latency]({plot_name})",
-        "",
-        "## Summary",
-        "",
-        "| | |",
-        "| --- | --- |",
-        f"| peak replicas (ready) | {s['peak_replicas']} of max {s['max_replicas']} |",
-        f"| surge → scale-up decision | {_fmt(s['surge_to_decision_s'])} |",
-        f"| surge → new replica ready | {_fmt(s['surge_to_ready_s'])} |",
-        f"| load falls → back to minimum ({s['min_replicas']}) | {_fmt(s['decline_to_min_s'])} |",
-        f"| requests (failed) | {s['requests']} ({s['failed_requests']}) |",
-        f"| p95 latency overall | {_fmt(s['e2e_p95_s'])} |",
-        f"| seconds with p95 above the SLO ({_fmt(s['slo_p95_s'])}) | {_fmt(s['seconds_over_slo'], '')} |",
-        f"| replica-seconds | {_fmt(s['replica_seconds'], '')} |",
-        f"| time compression (speed) | {report.configuration['speed']:g}× |",
-        "",
-        "## HPA",
-        "",
-        f"{report.configuration['hpa']['source']} `{report.configuration['hpa']['name']}`: "
-        f"min {report.configuration['hpa']['min']}, max {report.configuration['hpa']['max']}, "
-        f"behavior: {report.configuration['hpa']['behavior']}.",
-        "",
-        "| metric | target |",
-        "| --- | --- |",
-    ]
-    for m in report.configuration["hpa"]["metrics"]:
-        lines.append(f"| `{m['name']}` ({m['type']}) | {m['target']:g} |")
-    lines += [
-        "",
-        "## Reaction-time budget",
-        "",
-        "Configured terms come from the rendered chart (cluster seconds; the lab ran them divided by the speed);",
-        "measured terms are lab seconds.",
-        "",
-        "| term | lab s | cluster s | source | moved by |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for b in report.budget:
-        lines.append(
-            f"| {b['term']} | {_fmt(b['lab_s'], '')} | {_fmt(b['cluster_s'], '')} | {b['source']} | {b['moved_by']} |"
-        )
-    lines += ["", "## Timeline (seconds after the load started)", "", "| event | t |", "| --- | --- |"]
-    for key, value in tl.as_dict().items():
-        lines.append(f"| {key.replace('_', ' ')} | {_fmt(value)} |")
-    lines += ["", "## Scaling decisions", "", "| t | current → desired | reason |", "| --- | --- | --- |"]
-    for d in report.decisions:
-        if d["desired"] != d["current"]:
-            lines.append(f"| {d['t']:.1f} | {d['current']} → {d['desired']} | {d['reason']} |")
-    if report.verification:
-        lines += ["", "## Checks", "", "```json", json.dumps(report.verification, indent=2, sort_keys=True), "```"]
-    if report.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
-    lines += ["", "Files: `timeseries.csv` (one row a second), `report.json` (everything above, as data).", ""]
-    return "\n".join(lines)
+def from_zero(finished: Sequence[Finished], replicas: Sequence[Replica], t0: float) -> dict[str, Any]:
+    """Requests that started while no replica was in the Service's rotation, and how long they took.
 
-
-def plot(report: LabReport, path: Path) -> None:
-    """lab.png: load, signal vs target, replicas and p95 latency on shared time axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report.rows
-    t = [r["t"] for r in rows]
-
-    def series(key: str) -> list[float]:
-        return [math.nan if r.get(key) is None else float(r[key]) for r in rows]
-
-    fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True, constrained_layout=True)
-    ax = axes[0]
-    ax.plot(t, series("load_level"), label=f"offered load ({report.scenario.get('unit', 'clients')})", color="tab:blue")
-    ax.plot(t, series("ok_per_s"), label="completed requests/s", color="tab:gray", alpha=0.7)
-    ax.set_ylabel("load")
-    ax.legend(loc="upper right", fontsize=8)
-
-    ax = axes[1]
-    colors = ["tab:orange", "tab:green", "tab:purple", "tab:brown"]
-    for i, metric in enumerate(report.configuration["hpa"]["metrics"]):
-        color = colors[i % len(colors)]
-        name = metric["name"]
-        values = series(signal_column(name))
-        if all(math.isnan(v) for v in values):
-            values = series(hpa_column(name))
-        ax.plot(t, [v / metric["target"] for v in values], color=color, label=f"{name} / target {metric['target']:g}")
-    ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="target")
-    ax.axhspan(0.9, 1.1, color="gray", alpha=0.15, label="±10 % tolerance")
-    ax.set_ylabel("signal ÷ target")
-    ax.legend(loc="upper right", fontsize=8)
-
-    ax = axes[2]
-    ax.step(t, series("replicas_desired"), where="post", label="desired (HPA)", color="tab:red")
-    ax.step(t, series("replicas_current"), where="post", label="current", color="tab:blue", linestyle="--")
-    ax.step(t, series("replicas_ready"), where="post", label="ready", color="tab:green")
-    ax.set_ylabel("replicas")
-    ax.set_ylim(0, report.configuration["hpa"]["max"] + 0.5)
-    ax.legend(loc="upper right", fontsize=8)
-
-    ax = axes[3]
-    ax.plot(t, series("e2e_p95_s"), label="p95 end-to-end latency (5 s window)", color="tab:purple")
-    ax.plot(t, series("ttft_p95_s"), label="p95 time to first token", color="tab:pink", alpha=0.7)
-    slo = report.summary.get("slo_p95_s")
-    if slo:
-        ax.axhline(slo, color="black", linestyle="--", linewidth=1, label=f"SLO p95 {slo:g} s")
-    ax.set_ylabel("seconds")
-    ax.set_xlabel("seconds since the load started (lab time)")
-    ax.legend(loc="upper right", fontsize=8)
-
-    tl = report.timeline
-    for ax in axes:
-        for when, color in ((tl.surge_at, "tab:blue"), (tl.scale_up_decision_at, "tab:red"),
-                            (tl.new_replica_ready_at, "tab:green"), (tl.decline_at, "tab:gray")):
-            if when is not None:
-                ax.axvline(when, color=color, alpha=0.35, linewidth=1)
-    fig.suptitle(f"llmprep lab: {report.scenario.get('name')} (speed {report.configuration['speed']:g}×; stand-in engine)")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-
-
-def write_all(report: LabReport, out_dir: Path) -> dict[str, Path]:
-    """Write the four files into `out_dir`; return their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "timeseries": out_dir / "timeseries.csv",
-        "json": out_dir / "report.json",
-        "markdown": out_dir / "report.md",
-        "plot": out_dir / "lab.png",
+    A replica is in rotation from ready until it is deleted (or stops). With scale to zero these
+    are the requests the front held while KEDA woke the Deployment.
+    """
+    spans = [(r.ready_at, r.deleting_at or r.stopped_at or float("inf")) for r in replicas if r.ready_at is not None]
+    cold = [f for f in finished if not any(a <= f.at - f.e2e < b for a, b in spans)]
+    ok = [f for f in cold if f.error is None]
+    ttft = [f.ttft for f in ok if f.ttft is not None]
+    return {
+        "requests": len(cold),
+        "failed": len(cold) - len(ok),
+        "started_t": [round(f.at - f.e2e - t0, 3) for f in cold],
+        "ttft_s": [round(v, 3) for v in ttft],
+        "e2e_s": [round(f.e2e, 3) for f in ok],
     }
-    write_atomic(paths["timeseries"], timeseries_csv(report.rows, report.columns))
-    write_atomic(paths["json"], json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n")
-    write_atomic(paths["markdown"], markdown(report))
-    plot(report, paths["plot"])
-    return paths
 
 
-def summary_lines(report: LabReport) -> list[str]:
-    """The printed summary (plain text, one fact a line)."""
-    s = report.summary
-    return [
-        f"peak replicas: {s['peak_replicas']} (max {s['max_replicas']})",
-        f"surge → scale-up decision: {_fmt(s['surge_to_decision_s'])}; → new replica ready: {_fmt(s['surge_to_ready_s'])}",
-        f"load falls → back to {s['min_replicas']} replica(s): {_fmt(s['decline_to_min_s'])}",
-        f"requests: {s['requests']}, failed: {s['failed_requests']}, p95 latency {_fmt(s['e2e_p95_s'])}",
+def configuration(setup: LabSetup, timing: Timing, replicas: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """What the run used, from the chart's output: every period as the lab ran it (clamps included)."""
+    up_window, down_window = timing.scale_up_stabilization.lab_s, timing.scale_down_stabilization.lab_s
+    return {
+        "speed": timing.speed,
+        "release": setup.deployment,
+        "namespace": setup.namespace,
+        "scrape_interval_s": timing.scrape_interval.lab_s,
+        "rule_interval_s": timing.rule_interval.lab_s,
+        "rate_window_s": None if timing.rate_window is None else timing.rate_window.lab_s,
+        "adapter_relist_s": timing.adapter_relist.lab_s,
+        "sync_period_s": timing.sync_period.lab_s,
+        "scale_up_stabilization_s": up_window,
+        "scale_down_stabilization_s": down_window,
+        "readiness_period_s": timing.readiness_period.lab_s,
+        "pre_stop_s": timing.pre_stop.lab_s,
+        "drain_timeout_s": None if timing.drain_timeout is None else timing.drain_timeout.lab_s,
+        "exit_timeout_s": setup.exit_timeout_s,
+        "timing": {name: p.as_dict() for name, p in timing.periods().items()},
+        "compressed_values": {k: {"cluster": v[0], "lab": v[1]} for k, v in setup.compressed.items()},
+        "hpa": {
+            "source": setup.hpa.source, "name": setup.hpa.name, "min": setup.hpa.min_replicas,
+            "max": setup.hpa.max_replicas,
+            "behavior": "set (API defaults filled in)" if setup.hpa.behavior else
+                        "none (controller defaults: 5 min scale-down stabilization, scale-up ≤ max(2×, 4))",
+            "metrics": [{"name": m.name, "type": m.type, "target_type": m.target_type, "target": m.target,
+                         "query": m.query} for m in setup.hpa.metrics],
+        },
+        "model": {"name": setup.spec.name, "runtime": setup.spec.runtime, "standin": vars(setup.spec.standin)},
+        "replicas": list(replicas),
+    }
+
+
+def build_report(
+    scenario: Scenario,
+    setup: LabSetup,
+    timing: Timing,
+    *,
+    recorder: Recorder,
+    decisions: Sequence[Decision],
+    cluster: Cluster,
+    load_result: Any,
+    verification: dict[str, Any],
+    notes: list[str],
+    t0: float,
+    returned_to_min: bool,
+    activations: Sequence[Mapping[str, Any]] = (),
+    front: Mapping[str, int] | None = None,
+    minimum: int | None = None,
+) -> LabReport:
+    """The report of one run: what it used (`configuration`), what happened, and the summary."""
+    from llmprep.load.stats import percentile
+
+    rows, columns = recorder.rows, recorder.columns()
+    hpa_spec = timing.hpa
+    minimum = hpa_spec.min_replicas if minimum is None else minimum  # 0: a ScaledObject scaling to zero
+    decision_rows = [
+        {
+            "t": round(d.time - t0, 3), "current": d.current, "desired": d.desired,
+            "metric_desired": d.metric_desired, "stabilized": d.stabilized, "reason": d.reason,
+            "proposals": [vars(p) for p in d.proposals],
+        }
+        for d in decisions
     ]
+    events = [_event_row(e, t0) for e in cluster.events]
+    replicas = [
+        {
+            "name": r.name, "created_t": _rel(r.created_at, t0), "ready_t": _rel(r.ready_at, t0),
+            "first_connection_t": _rel(r.first_connection_at, t0), "deleting_t": _rel(r.deleting_at, t0),
+            "sigterm_t": _rel(r.sigterm_at, t0), "stopped_t": _rel(r.stopped_at, t0), "exit_code": r.exit_code,
+            "log": str(r.log_path),
+        }
+        for r in cluster.replicas
+    ]
+    surge, decline = surge_and_decline(scenario.load.profile.stages)
+    metric_targets = [(m.name, m.target) for m in hpa_spec.metrics]
+    timeline = analyse(
+        rows, decision_rows, events, replicas, surge_at=surge, decline_at=decline,
+        min_replicas=minimum, metrics=metric_targets,
+    )
+    config = configuration(setup, timing, replicas)
+    budget = budget_terms(config, timeline, timing.speed)
+    finished = recorder.all_finished()
+    ok = [f for f in finished if f.error is None]
+    requests: dict[str, Any] = load_result.summary() if load_result is not None else {}
+    requests = {k: v for k, v in requests.items() if k not in ("tokens_in", "tokens_out", "itl_s")}
+    failed = requests.get("errors", sum(1 for f in finished if f.error is not None))
+    slo_s = scenario.slo_p95_ms / 1000.0 if scenario.slo_p95_ms else None
+    over = sum(1 for r in rows if slo_s is not None and r.get("e2e_p95_s") is not None and r["e2e_p95_s"] > slo_s)
+    replica_seconds = sum((r.get("replicas_ready") or 0) for r in rows)
+    summary = {
+        "peak_replicas": max((r.get("replicas_ready") or 0 for r in rows), default=0),
+        "peak_desired": max((r.get("replicas_desired") or 0 for r in rows), default=0),
+        "max_replicas": setup.hpa.max_replicas,
+        "min_replicas": minimum,
+        "surge_to_decision_s": _gap(timeline.surge_at, timeline.scale_up_decision_at),
+        "surge_to_ready_s": _gap(timeline.surge_at, timeline.new_replica_ready_at),
+        "decline_to_min_s": _gap(timeline.decline_at, timeline.back_to_min_at),
+        "returned_to_min": returned_to_min,
+        "requests": requests.get("requests", len(finished)),
+        "failed_requests": failed,
+        "e2e_p95_s": percentile([f.e2e for f in ok], 95),
+        "slo_p95_s": slo_s,
+        "seconds_over_slo": over if slo_s is not None else None,
+        "replica_seconds": replica_seconds,
+        "seconds_at_max": sum(1 for r in rows if (r.get("replicas_ready") or 0) >= setup.hpa.max_replicas),
+        # When each HPA input (averaged over pods) first left the tolerance band above its target after the
+        # surge, and the physical floor of that lag: one scrape plus one rule evaluation (issue 8 item 1).
+        "signal_crossings_s": {
+            name: _gap(timeline.surge_at, _first_crossing(rows, name, target, timeline.surge_at))
+            for name, target in metric_targets
+        },
+        "detection_floor_s": round(config["scrape_interval_s"] + config["rule_interval_s"], 3),
+        "from_zero": from_zero(finished, cluster.replicas, t0),
+        "keda_activations": list(activations),
+        "front": dict(front or {}),
+        "duration_s": rows[-1]["t"] if rows else 0.0,
+    }
+    scenario_info = {
+        "name": scenario.name, "description": scenario.description,
+        "source": str(scenario.source) if scenario.source else None,
+        "values": [str(p) for p in scenario.values_files], "set": list(scenario.sets),
+        "speed": scenario.speed, "sync_period_s": scenario.sync_period_s, "unit": scenario.load.profile.unit,
+        "stages": [vars(s) for s in scenario.load.profile.stages], "protocol": scenario.load.protocol,
+        "slo_p95_ms": scenario.slo_p95_ms,
+    }
+    return LabReport(
+        scenario=scenario_info, configuration=config, rows=rows, columns=columns, decisions=decision_rows,
+        events=events, requests=requests, timeline=timeline, budget=budget, summary=summary, notes=notes,
+        verification=verification,
+    )

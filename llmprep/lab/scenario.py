@@ -57,6 +57,18 @@ class LoadPlan:
     timeout_s: float = 60.0
     model: str | None = None  # None: the layout's entry model (ensemble / tensorrt_llm)
 
+    def generator(self, address: str, model: str, default_output_tokens: int) -> Any:
+        """The llmprep.load generator for this plan, aimed at `address` (the lab's front)."""
+        from llmprep.load import LoadConfig, LoadGenerator
+
+        return LoadGenerator(LoadConfig(
+            targets=[address], profile=self.profile, protocol=self.protocol, model=model,
+            input_tokens=self.input_tokens, output_tokens=self.output_tokens or default_output_tokens,
+            timeout=self.timeout_s, connections=self.connections, reconnect_every=self.reconnect_every_s,
+            wait_ready=30.0,
+            max_error_rate=1.0,  # the lab reports errors; it does not fail the run on them
+        ))
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -95,7 +107,7 @@ class Scenario:
 
 
 def _duration(value: Any, where: str) -> float:
-    from llmprep.load.profile import parse_duration
+    from llmprep.units import parse_duration
 
     seconds = parse_duration(value, where)
     if not math.isfinite(seconds):

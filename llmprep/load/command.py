@@ -13,11 +13,12 @@ from typing import Any
 from rich.console import Console
 
 from llmprep.errors import LoadError, UsageError
-from llmprep.load.profile import Profile, constant, load_profile, parse_duration
+from llmprep.load.profile import Profile, constant, load_profile
 from llmprep.load.prompts import load_prompts
 from llmprep.load.report import LiveStatus, first_errors, status_line, summary_table, write_csv, write_json
 from llmprep.load.runner import LoadConfig, LoadResult, run_load
 from llmprep.load.stats import SecondStats
+from llmprep.units import parse_duration
 
 
 @dataclass

@@ -20,16 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from llmprep import files
 from llmprep.errors import UsageError
+from llmprep.units import FOREVER, parse_duration
 
 Unit = Literal["clients", "rate"]
 UNITS: tuple[Unit, ...] = ("clients", "rate")
-FOREVER = math.inf
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _ARROW = r"(?:->|→|to)"
 _LINE_RAMP = re.compile(
     rf"^ramp\s+(?:(?P<start>\S+)\s*{_ARROW}\s*|to\s+)(?P<end>\S+)\s+(?:clients\s+|req/s\s+)?over\s+(?P<over>.+)$"
@@ -88,21 +84,6 @@ def constant(unit: Unit, level: float, duration: float) -> Profile:
     return Profile(unit=unit, stages=(Stage("step", level, level, duration if duration > 0 else FOREVER),))
 
 
-def parse_duration(value: Any, field: str) -> float:
-    """Seconds from `90`, `90s`, `1.5m`, `250ms`, `2h` or `forever`."""
-    if isinstance(value, bool):
-        raise UsageError(f"{field}: expected a duration like 60s, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip().lower() in ("forever", "inf"):
-        return FOREVER
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _SCALE[match.group(2)]
-    else:
-        raise UsageError(f"{field}: expected a duration like 60s, 2m or forever, got {value!r}")
-    if seconds < 0 or math.isnan(seconds):
-        raise UsageError(f"{field}: a duration cannot be negative, got {value!r}")
-    return seconds
 
 
 def _level(value: Any, unit: Unit, field: str) -> float:
@@ -214,12 +195,6 @@ def parse_profile(data: Any, source: str = "profile") -> Profile:
 
 def load_profile(path: Path) -> Profile:
     """Read and validate a profile file."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"--profile {path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--profile {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    # finite=False: a YAML .inf duration has always meant "forever" here.
+    data = files.read_yaml(path, "--profile", UsageError, finite=False)
     return parse_profile(data, source=path.name)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +13,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from llmprep.files import write_text_atomic
 from llmprep.load.runner import LoadResult
 from llmprep.load.stats import Sample, SecondStats
 
 CSV_FIELDS = ("start", "target", "e2e", "ttft", "itl", "tokens_in", "tokens_out", "error", "detail")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def report_dict(result: LoadResult) -> dict[str, Any]:
@@ -49,7 +36,7 @@ def report_dict(result: LoadResult) -> dict[str, Any]:
 
 
 def write_json(result: LoadResult, path: Path) -> None:
-    _atomic_write(path, json.dumps(report_dict(result), indent=1) + "\n")
+    write_text_atomic(path, json.dumps(report_dict(result), indent=1) + "\n")
 
 
 def write_csv(result: LoadResult, path: Path) -> None:
@@ -59,7 +46,7 @@ def write_csv(result: LoadResult, path: Path) -> None:
     writer.writeheader()
     for sample in result.samples:
         writer.writerow(sample.to_dict())
-    _atomic_write(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def _ms(value: float | None) -> str:

@@ -9,7 +9,7 @@ import pytest
 from llmprep.errors import LabError
 from llmprep.lab.hpa import Pod, Reading
 from llmprep.lab.keda import KedaOperator, keda_from_scaled_object
-from tests.data.keda_rules import OPERATOR_RULES, SPEC_RULES
+from tests.data.keda_rules import OPERATOR_RULES, PUSH_RULES, SPEC_RULES
 
 
 def scaled_object(**spec: Any) -> dict[str, Any]:
@@ -26,6 +26,14 @@ def test_operator_follows_keda_rule(row: dict[str, Any]) -> None:
     obj = scaled_object(minReplicaCount=row["minimum"], cooldownPeriod=row["cooldown"], activation=row["activation"])
     operator = KedaOperator(keda_from_scaled_object(obj))
     got = [operator.poll(t, current, [value]).desired for t, current, value, _ in row["steps"]]
+    assert got == [want for *_, want in row["steps"]]
+
+
+@pytest.mark.parametrize("row", PUSH_RULES, ids=lambda r: r["rule"])
+def test_polled_and_pushed_activity_follow_keda_rule(row: dict[str, Any]) -> None:
+    operator = KedaOperator(keda_from_scaled_object(scaled_object(minReplicaCount=row["minimum"], cooldownPeriod=row["cooldown"])))
+    got = [(operator.poll(t, current, [value]) if kind == "poll" else operator.push(t, current, bool(value))).desired
+           for t, current, kind, value, _ in row["steps"]]
     assert got == [want for *_, want in row["steps"]]
 
 

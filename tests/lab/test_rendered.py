@@ -69,6 +69,18 @@ def test_the_keda_engine_becomes_external_metrics_with_the_charts_queries(defaul
     assert all(m.type == "External" and m.query for m in setup.hpa.metrics)
 
 
+def test_keda_may_scale_to_zero_while_its_generated_hpa_keeps_a_minimum_of_one(default: Scenario) -> None:
+    setup = prepare(default.with_overrides(sets=("autoscaling.engine=keda", "autoscaling.replicas.minimum=0")))
+    assert setup.keda is not None and setup.keda.min_replica_count == 0
+    assert setup.hpa.min_replicas == 1
+
+
+def test_zero_replicas_without_autoscaling_is_refused_even_with_keda(default: Scenario) -> None:
+    with pytest.raises(SpecError, match="autoscaling.replicas.minimum"):
+        prepare(default.with_overrides(sets=("autoscaling.engine=keda", "autoscaling.enable=false",
+                                             "autoscaling.replicas.minimum=0")))
+
+
 def test_without_autoscaling_the_lab_says_what_to_set(default: Scenario) -> None:
     with pytest.raises(LabError, match="autoscaling.enable=true"):
         prepare(default.with_overrides(sets=("autoscaling.enable=false",)))

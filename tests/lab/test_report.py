@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llmprep.lab import report
+from llmprep.lab import outputs, report
 from llmprep.load.profile import parse_profile
 
 
@@ -89,7 +89,7 @@ def _report() -> report.LabReport:
 
 
 def test_the_four_report_files_are_written_and_non_empty(tmp_path: Path) -> None:
-    paths = report.write_all(_report(), tmp_path / "out")
+    paths = outputs.write_all(_report(), tmp_path / "out")
     assert all(p.stat().st_size > 0 for p in paths.values())
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with paths["timeseries"].open() as handle:
@@ -100,5 +100,11 @@ def test_the_four_report_files_are_written_and_non_empty(tmp_path: Path) -> None
 
 
 def test_the_printed_summary_names_peak_replicas_reaction_times_and_failures() -> None:
-    text = "\n".join(report.summary_lines(_report()))
+    text = "\n".join(outputs.summary_lines(_report()))
     assert "peak replicas: 2" in text and "4.00 s" in text and "failed: 0" in text
+
+
+def test_the_markdown_lists_requests_that_arrived_at_zero_replicas() -> None:
+    made = _report()
+    made.summary["from_zero"] = {"requests": 1, "failed": 0, "started_t": [20.0], "ttft_s": [5.25], "e2e_s": [5.6]}
+    assert "| requests at zero replicas (failed), slowest first token | 1 (0), 5.25 s |" in outputs.markdown(made)

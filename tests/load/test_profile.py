@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from llmprep.errors import UsageError
-from llmprep.load.profile import Stage, constant, load_profile, parse_duration, parse_profile
+from llmprep.load.profile import Stage, constant, load_profile, parse_profile
+from llmprep.units import parse_duration
 
 
 @pytest.mark.parametrize(
