@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CHECKOV_VENV ?= .venv-checkov
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test setup system-packages lint clean
+.PHONY: lab test setup system-packages lint clean mutate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ lint: setup
 
 test: setup lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" CHECKOV="$(CURDIR)/$(CHECKOV_VENV)/bin/checkov" $(BIN)/pytest -q
+
+# Mutation testing (not in CI): mutmut on one module against the tests that cover it, in a scratch
+# copy; writes its row of docs/benchmarks.md. MODULE: python -m bench.mutation --list.
+MODULE ?= load/stats
+mutate: $(STAMP)
+	test -x $(BIN)/mutmut || $(BIN)/pip install --quiet 'mutmut==3.*'
+	$(BIN)/python -m bench.mutation --module $(MODULE)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) lab-out .pytest_cache .mypy_cache .ruff_cache

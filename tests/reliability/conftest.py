@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from llmprep.artifacts import cache, hub
+from llmprep.artifacts import cache, hub, inventory
 from tests.conftest import ROOT
 from tests.doubles import Release, install_release, make_hub_cache, tiny_checkpoint_files
 
@@ -160,7 +160,7 @@ def entry_dirs(cache_dir: Path) -> list[tuple[Path, str]]:
 def broken_looking_valid(cache_dir: Path) -> list[str]:
     """Entries named like a finished one that do not verify deeply, and checkpoints whose record lies."""
     bad = [str(path) for path, manifest in entry_dirs(cache_dir) if not cache.verify_entry(path, deep=True, manifest_name=manifest)]
-    for info in hub.list_checkpoints(cache_dir):
+    for info in inventory.list_checkpoints(cache_dir):
         if info.state == "ok":
             meta = json.loads((info.path / hub.META).read_text())
             if any((info.path / rel).stat().st_size != size for rel, size in meta["files"].items()):

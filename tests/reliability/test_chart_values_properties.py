@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,25 @@ from llmprep import chart
 from llmprep.errors import SpecError
 from tests.chart.conftest import IMAGE
 
-SCHEMA = json.loads((chart.CHART_DIR / "values.schema.json").read_text())
+RAW_SCHEMA = json.loads((chart.CHART_DIR / "values.schema.json").read_text())
+
+
+def inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """The schema with each local `$ref` ("#/$defs/NAME") replaced by its definition (beside the
+    node's other keywords), so a key's own piece of the schema stands alone for the oracle."""
+    if isinstance(node, dict):
+        out = {k: inline_refs(v, defs) for k, v in node.items() if k not in ("$ref", "$defs")}
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            assert ref.startswith("#/$defs/"), f"only local $defs references are followed: {ref}"
+            return {**inline_refs(defs[ref.removeprefix("#/$defs/")], defs), **out}
+        return out
+    if isinstance(node, list):
+        return [inline_refs(v, defs) for v in node]
+    return node
+
+
+SCHEMA = inline_refs(RAW_SCHEMA, RAW_SCHEMA.get("$defs", {}))
 SCALARS = {"string", "integer", "number", "boolean"}
 BASE: dict[str, Any] = {"triton": {"image": {"name": IMAGE}}}
 SKIP_TOP = {"global"}  # Helm's own
@@ -148,7 +167,16 @@ CROSS_FIELD: dict[str, tuple[str, ...]] = {
 # breaks (found by this file, 2026-11-23; reported for the chart). Each is an xfail(strict=True) below:
 # when the chart quotes the value or the schema narrows it to a Kubernetes name, the xfail turns into
 # a failure and the key comes off this list.
-UNQUOTED: set[str] = set()
+# 2026-12-03 (tests-22, once every case compared strings): `"` breaks storageClassName and schedulerName,
+# "/a: b" breaks hostRootPath and cache.mountPath (unquoted in the templates); DNS names such as "0.50"
+# come back as the float 0.5 in object names, claimName, secretName, priorityClassName and
+# serviceAccountName; quantities "0.50" as 0.5 in the cache claim's size and both sizeLimits.
+UNQUOTED: set[str] = {
+    "cache.persistentVolumeClaim.storageClass", "multinode.schedulerName", "kubernetes.hostRootPath",
+    "kubernetes.fullnameOverride", "kubernetes.priorityClassName", "kubernetes.serviceAccount",
+    "model.persistentVolumeClaim", "model.pullSecret", "multinode.ssh.existingSecret", "cache.mountPath",
+    "cache.persistentVolumeClaim.size", "triton.resources.ephemeralStorage", "triton.shmSize",
+}
 DRAWN = [i for i, dotted in enumerate(DOTTED) if dotted not in UNQUOTED]
 
 
@@ -175,7 +203,87 @@ def test_no_valid_value_of_any_key_is_refused(index: int, data: st.DataObject) -
 
 # Characters that mean something to YAML or to Go templates, inside values the schema may admit.
 AWKWARD = ['"', "'", "a: b", "#x", "{x}", "x\ny", "-", "*", "&a", "%", "@", "`", "{{ .Release.Name }}", " lead", "1e3"]
+# Strings YAML would read as numbers (or octal) if written unquoted, in the shapes narrow patterns admit.
+YAML_TYPED = ["0.50", "010", "yes", "off"]
+# For keys whose pattern admits none of the above: the shapes narrow patterns admit.
+NARROW = [".5", "010%", "50%", "010s", "1h0m30s", "TRUE", "Null"]
+# Keys with a prefix-pattern (absolute paths, URLs) get the awkward characters after the prefix.
+PREFIXES = ["/", "http://h:9/"]
+CANDIDATES = [*AWKWARD, *YAML_TYPED]
+FALLBACK = [*NARROW, *(prefix + text for prefix in PREFIXES for text in AWKWARD)]
+# A plain value per shape, for the render each awkward one is compared with.
+PLAIN = ["zqxplain", "/zqxplain", "http://zqxplain", "17s", "17Mi", "0.77", "17%", "17"]
+# Keys the chart also writes transformed where a string cannot stand (a quantity as a number in PromQL).
+TRANSFORMED: dict[str, str] = {"autoscaling.metric.value": ".expr"}
 STRING_KEYS = [dotted for (path, node), dotted in zip(LEAVES, DOTTED, strict=True) if "string" in (_types(node) or set())]
+
+# What must be set beside a key for the chart to render it at all (found with a plain value: with
+# the defaults these keys reach no object).
+MULTINODE = {"multinode": {"enabled": True, "gpusPerNode": 8, "ssh": {"existingSecret": "llm-ssh"}},
+             "model": {"persistentVolumeClaim": "llm-cache",
+                       "tensorrtLlm": {"parallelism": {"tensor": 8, "pipeline": 2}}}}
+RENDERED_WITH: dict[str, dict[str, Any]] = {
+    "autoscaling.keda.serverAddress": {"autoscaling": {"engine": "keda"}},
+    "cache.persistentVolumeClaim.size": {"cache": {"persistentVolumeClaim": {"create": True}}},
+    "cache.persistentVolumeClaim.storageClass": {"cache": {"persistentVolumeClaim": {"create": True}}},
+    "multinode.gang.queue": {**MULTINODE, "multinode": {**MULTINODE["multinode"], "gang": {"provider": "kueue"}}},
+    "multinode.maxSurge": MULTINODE,
+    "multinode.maxUnavailable": MULTINODE,
+    "multinode.schedulerName": MULTINODE,
+    "multinode.ssh.existingSecret": MULTINODE,
+    "multinode.topologyKey": MULTINODE,
+}
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def rendered_leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every scalar of the rendered objects by path; a string holding a YAML/JSON document
+    (a ConfigMap's model.yaml, config.pbtxt-free JSON) is opened and its scalars follow."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from rendered_leaves(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from rendered_leaves(value, f"{path}[{i}]")
+    else:
+        yield path, node
+        if isinstance(node, str) and "\n" in node:
+            try:
+                inner = yaml.safe_load(node)
+            except yaml.YAMLError:
+                return
+            if isinstance(inner, (dict, list)):
+                yield from rendered_leaves(inner, f"{path}|")
+
+
+def leaves_of(values: dict[str, Any]) -> dict[str, Any]:
+    return dict(rendered_leaves(chart.render(values)))
+
+
+def _slot_diff(text: str, plain: str, with_text: dict[str, Any], with_plain: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Paths whose value changed between the two renders: those the change of the key explains
+    (the text where the plain value was, inside the same string), and those it does not."""
+    explained, unexplained = [], []
+    for path in sorted(set(with_text) | set(with_plain)):
+        a, b = with_text.get(path), with_plain.get(path)
+        if a == b or "checksum/" in path:
+            continue
+        escaped = json.dumps(text)[1:-1]  # as a shell or JSON string inside a larger one writes it
+        if isinstance(a, str) and isinstance(b, str) and (
+            (a == text and b == plain) or a.replace(text, plain) == b or a.replace(escaped, plain) == b
+        ):
+            explained.append(path)
+        elif path.endswith("|") or (isinstance(a, str) and "\n" in a):
+            continue  # the document itself; its scalars are compared one by one
+        else:
+            unexplained.append(f"{path}: {a!r} (with {plain!r}: {b!r})")
+    return explained, unexplained
 
 
 @pytest.mark.parametrize(
@@ -186,12 +294,27 @@ STRING_KEYS = [dotted for (path, node), dotted in zip(LEAVES, DOTTED, strict=Tru
 def test_awkward_strings_the_schema_admits_render_as_the_same_string(dotted: str) -> None:
     path = tuple(dotted.split("."))
     node = dict(LEAVES)[path]
-    for text in [t for t in AWKWARD if valid(node, t)]:
+    texts = [t for t in CANDIDATES if valid(node, t)] or [t for t in FALLBACK if valid(node, t)]
+    plain = next((p for p in PLAIN if valid(node, p)), None)
+    assert texts and plain is not None, f"{dotted}: no awkward or plain string the schema admits (add its shape)"
+    context = merged(BASE, RENDERED_WITH.get(dotted, {}))
+
+    def values(value: str) -> dict[str, Any]:
+        return merged(context, with_value(path, value))
+
+    baseline = leaves_of(values(plain))
+    for text in texts:
         try:
-            refusal = render_refusal(with_value(path, text))
+            refusal = render_refusal(values(text))
         except Exception as exc:  # the rendered YAML no longer parses
             raise AssertionError(f"{dotted}={text!r} breaks the rendered YAML: {type(exc).__name__}") from None
-        assert refusal is None or dotted in CROSS_FIELD, f"{dotted}={text!r}: {refusal}"
+        if refusal is not None:
+            assert dotted in CROSS_FIELD, f"{dotted}={text!r}: {refusal}"
+            continue
+        explained, unexplained = _slot_diff(text, plain, leaves_of(values(text)), baseline)
+        assert explained, f"{dotted}={text!r} is not rendered as that string anywhere (with {plain!r} it is)"
+        unexplained = [u for u in unexplained if not (dotted in TRANSFORMED and TRANSFORMED[dotted] in u.split(":")[0])]
+        assert not unexplained, f"{dotted}={text!r} changed what it does not write: {unexplained[:3]}"
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
