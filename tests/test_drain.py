@@ -5,12 +5,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from bench.timed_tests import record
 from llmprep.errors import UsageError
 from llmprep.serve.drain import DrainResult, drain, established
 from tests.conftest import ROOT, FakeClock, run_cli
@@ -147,9 +149,11 @@ def test_the_command_waits_for_a_real_client_to_close_its_connection() -> None:
             lines.append(line.rstrip())
             if "1 client connection(s) open" in line:
                 break  # it has seen the client; now the client leaves
+        closed_at = time.monotonic()
         client.close()
         accepted.close()
         _, rest = drain_cmd.communicate(timeout=90)
+        record("drain_exit", after_close_s=time.monotonic() - closed_at)  # measured by bench.timed_tests only
     lines += rest.splitlines()
     assert drain_cmd.returncode == 0, lines
     assert any("1 client connection(s) open" in line for line in lines)

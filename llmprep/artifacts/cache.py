@@ -52,14 +52,66 @@ def write_error(what: str, folder: Path, exc: OSError) -> CacheError:
 MIN_FREE_BYTES = 1 << 20  # below this a volume counts as full: nothing we write fits
 
 
+# Kernel file systems: a path there is never storage (writes fail, or land in memory or in the kernel).
+KERNEL_FS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+                       "securityfs", "configfs", "bpf", "mqueue", "pstore", "efivarfs", "fusectl"})
+_KERNEL_ROOTS = (Path("/proc"), Path("/sys"))
+
+
+def _failer(path: Path, what: str) -> Callable[[str, str], CacheError]:
+    def fail(reason: str, fix: str) -> CacheError:
+        return CacheError(f"{what} {path}: {reason} (running as uid {os.getuid()}); {fix}")
+
+    return fail
+
+
+def _kernel_fs(path: Path) -> str | None:
+    """The kernel file system `path` would live on (proc, sysfs…), or None for storage."""
+    path = path.resolve()
+    if any(path == root or root in path.parents for root in _KERNEL_ROOTS):
+        return "proc" if Path("/proc") in (path, *path.parents) else "sysfs"
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, fstype = Path("/"), ""
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if (point == path or point in path.parents) and len(point.parts) >= len(best.parts):
+            best, fstype = point, fields[2]
+    return fstype if fstype in KERNEL_FS else None
+
+
+def check_dir(path: Path, what: str = "the cache", *, must_exist: bool = False, missing_fix: str = "") -> Path:
+    """`path` as a place a cache can be: not on a kernel file system, no file in its way, and (with
+    `must_exist`) an existing, readable directory; else a one-line CacheError naming path, uid and fix.
+    Writes nothing; `ensure_dir` checks that a writer can write."""
+    path = Path(path)
+    fail = _failer(path, what)
+    fstype = _kernel_fs(path)
+    if fstype:
+        raise fail(f"on {fstype}, a kernel file system, not storage", "give a directory on a volume with --cache")
+    here = path
+    while not os.path.exists(here) and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        where = "the directory" if here == path else f"a directory ({here})"
+        raise fail(f"a file stands where {where} should be", "remove it or give another --cache")
+    if here != path and must_exist:
+        raise fail("does not exist", missing_fix or "give an existing cache directory with --cache")
+    if here == path and not os.access(path, os.R_OK | os.X_OK):
+        raise fail("not readable", f"make it readable for uid {os.getuid()} or give another --cache")
+    return path
+
+
 def ensure_dir(path: Path, what: str = "the cache") -> Path:
     """`path` as an existing, writable directory with room, or a one-line CacheError naming path, uid and fix."""
     path = Path(path)
-    uid = os.getuid()
-
-    def fail(reason: str, fix: str) -> CacheError:
-        return CacheError(f"{what} {path}: {reason} (running as uid {uid}); {fix}")
-
+    fail = _failer(path, what)
+    check_dir(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

@@ -60,10 +60,18 @@ LockTimeoutOption = Annotated[
 ]
 
 
-def _cache_dir(value: Path | None) -> Path:
+def _cache_dir(value: Path | None, *, must_exist: bool = False, missing_fix: str = "") -> Path:
+    """The --cache folder, refused in one line when it cannot be a cache (see cache.check_dir)."""
     import os
 
-    return (value or Path(os.environ.get("LLMPREP_CACHE") or ".llmprep-cache")).resolve()
+    from llmprep.artifacts.cache import check_dir
+
+    path = (value or Path(os.environ.get("LLMPREP_CACHE") or ".llmprep-cache")).absolute()
+    return check_dir(path, must_exist=must_exist, missing_fix=missing_fix).resolve()  # errors name the path given
+
+
+_RUN_DOWNLOAD = "run `llmprep download` (or `prepare`) first, or give the cache it wrote with --cache"
+_RUN_PREPARE = "run `llmprep prepare` first, or give the cache it wrote with --cache"
 
 
 def _core_options(
@@ -139,7 +147,7 @@ def build_cmd(
     from llmprep.errors import CacheError
 
     parsed = read_spec(spec, set_)
-    cache_dir = _cache_dir(cache)
+    cache_dir = _cache_dir(cache, must_exist=True, missing_fix=_RUN_DOWNLOAD)
     ck = hub.find_checkpoint(cache_dir, parsed.hf_repo, parsed.revision)
     if ck is None:
         raise CacheError(
@@ -216,7 +224,7 @@ def cache_ls(cache: CacheDirOption = None, as_json: JsonOption = False) -> None:
 
     from llmprep.artifacts.inventory import list_entries
 
-    entries = list_entries(_cache_dir(cache))
+    entries = list_entries(_cache_dir(cache, must_exist=True, missing_fix=_RUN_PREPARE))
     if as_json:
         emit_json([e.to_json() for e in entries])
         return
@@ -250,9 +258,12 @@ def cache_rm(
 
     if not keys and not broken and not everything:
         raise UsageError("cache rm: name keys, or give --broken or --all")
-    removed = remove_entries(_cache_dir(cache), list(keys or []), broken=broken, everything=everything)
+    cache_dir = _cache_dir(cache, must_exist=True, missing_fix="nothing to remove; give the cache `llmprep prepare` wrote with --cache")
+    removed = remove_entries(cache_dir, list(keys or []), broken=broken, everything=everything)
     if as_json:
         emit_json([str(p) for p in removed])
+    elif not removed:
+        console.print(f"nothing to remove in {cache_dir}", highlight=False, soft_wrap=True)
     else:
         for path in removed:
             console.print(f"removed {path}", highlight=False)
@@ -285,7 +296,7 @@ def plan_cmd(
     if config is None:
         if parsed is None:
             raise UsageError("plan: give --config PATH, or --spec with a model whose checkpoint is downloaded")
-        ck = hub.find_checkpoint(_cache_dir(cache), parsed.hf_repo, parsed.revision)
+        ck = hub.find_checkpoint(_cache_dir(cache, must_exist=True, missing_fix=_RUN_DOWNLOAD), parsed.hf_repo, parsed.revision)
         if ck is None:
             raise UsageError(
                 f"plan: {parsed.hf_repo}@{parsed.revision} is not downloaded; run `llmprep download` or give --config"

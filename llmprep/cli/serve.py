@@ -11,6 +11,8 @@ import typer
 from llmprep.cli.options import JsonOption, SetOption, SpecOption, console, emit_json, read_spec
 from llmprep.serve.drain import DEFAULT_PAUSE_S, DEFAULT_TIMEOUT_S
 
+_MISSING_CACHE = "run `llmprep prepare` first, or give the cache it wrote with --cache"
+
 
 def repo_cmd(
     out: Annotated[
@@ -109,6 +111,7 @@ def serve_cmd(
     import os
 
     from llmprep import serve
+    from llmprep.artifacts.cache import check_dir
     from llmprep.errors import UsageError
 
     if cache is not None and repository is not None:
@@ -116,7 +119,7 @@ def serve_cmd(
     parsed = read_spec(spec, set_) if spec or set_ else None
     request = serve.ServeRequest(
         spec=parsed,
-        cache_dir=cache.resolve() if cache else None,
+        cache_dir=check_dir(cache.absolute(), must_exist=True, missing_fix=_MISSING_CACHE).resolve() if cache else None,
         repository=repository,
         options=serve.ServeOptions(
             http_port=http_port,

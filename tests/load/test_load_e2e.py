@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.timed_tests import record
 from llmprep.errors import LoadError
 from llmprep.load import LoadConfig, LoadGenerator, Sample, SecondStats, constant, parse_profile, run_load
 from llmprep.serve.triton import TritonProcess
@@ -66,14 +68,46 @@ def test_an_extra_end_id_input_reaches_the_model_typed_from_its_config(triton: T
     assert {s.tokens_out for s in result.samples} == {6}  # the test model never ends a sequence with end_id -1
 
 
+def ranks(values: list[float]) -> list[int]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    out = [0] * len(values)
+    for rank, index in enumerate(order):
+        out[index] = rank
+    return out
+
+
+def rank_correlation(x: list[float], y: list[float]) -> float:
+    """Spearman's rho (no ties in continuous gaps)."""
+    n, rx, ry = len(x), ranks(x), ranks(y)
+    return 1 - 6 * sum((a - b) ** 2 for a, b in zip(rx, ry, strict=True)) / (n * (n * n - 1))
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_an_open_loop_sends_poisson_arrivals_at_the_rate(triton: TritonProcess, protocol: str) -> None:
-    result = run_load(config(triton, protocol, profile=constant("rate", 40, 2.0)))
-    assert all(s.ok for s in result.samples)
-    assert 30 <= len(result.samples) <= 140  # 80 expected; Poisson spread plus start-up
+    rate, duration, seed = 40.0, 2.0, 7
+    result = run_load(config(triton, protocol, profile=constant("rate", rate, duration), seed=seed))
+    assert all(s.ok for s in result.samples) and result.dropped == 0
+    # The arrivals are the generator's seeded exponential draws (llmprep.load.runner: Random(seed + 1)),
+    # each sent once its gap has passed since the last: never early, so never more than fit the duration
+    # (and the 50 ms the run's loop may take to see that it is over).
+    draws = random.Random(seed + 1)
+    schedule = [draws.expovariate(rate) for _ in range(10 * int(rate * duration))]
+    fit = next(n for n in range(len(schedule)) if sum(schedule[: n + 1]) > duration + 0.05)
     starts = sorted(s.start for s in result.samples)
-    gaps = sorted(b - a for a, b in zip(starts[:-1], starts[1:], strict=True))
-    assert gaps[len(gaps) // 2] < gaps[-1] / 2  # exponential gaps: the median is far below the largest
+    assert 10 <= len(starts) <= fit  # at least enough gaps for the statistics below
+    gaps = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    drawn = schedule[1:len(starts)]
+    # Each gap is its draw (plus a little lateness): long where the draw is long, short where it is short.
+    # A fixed-rate or closed loop, or one that ignored the seed, would not follow the draws. And at this
+    # rate: lateness shifts every gap alike, so gaps grow one for one with their draws (the slope of gap
+    # on draw); at half the rate the slope would be 2.
+    rho = rank_correlation(gaps, drawn)
+    mean_d, mean_g = sum(drawn) / len(drawn), sum(gaps) / len(gaps)
+    slope = sum((d - mean_d) * (g - mean_g) for d, g in zip(drawn, gaps, strict=True)) / sum(
+        (d - mean_d) ** 2 for d in drawn)
+    record("poisson_arrivals", protocol=protocol, sent=len(starts), scheduled=fit, spearman=rho, slope=slope)
+    assert rho > 0.8
+    assert 0.75 < slope < 1.33, slope
 
 
 def test_a_two_stage_profile_switches_the_clients_live(triton: TritonProcess) -> None:
