@@ -118,12 +118,7 @@ class HpaSpec:
     metrics: tuple[MetricSpec, ...]
     behavior: Behavior | None = None  # None: the HPA has no `behavior` (legacy normalization)
     source: str = "HorizontalPodAutoscaler"
-
-    def time_scaled(self, speed: float) -> HpaSpec:
-        """This spec with every window and policy period compressed by `speed` (llmprep.lab.timing)."""
-        from llmprep.lab.timing import scaled_hpa
-
-        return scaled_hpa(self, speed)
+    # Compressed by `speed` in llmprep.lab.timing.scaled_hpa (the one module that divides by it).
 
 
 def _rules_from(raw: Any, default: ScalingRules, where: str) -> ScalingRules:

@@ -16,24 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from llmprep.errors import LabError
 from llmprep.lab.hpa import HpaSpec, Reading
+from llmprep.lab.timing import relist_interval_s
 
 if TYPE_CHECKING:
     from llmprep.lab.cluster import Cluster
-
-
-def relist_interval_s(path: Path) -> float:
-    """The adapter's `metricsRelistInterval` from its values file (the adapter's default: 1m)."""
-    from llmprep.units import parse_duration
-
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return 60.0
-    return parse_duration(data.get("metricsRelistInterval", "1m"), "metricsRelistInterval")
 
 
 class MetricsSource:

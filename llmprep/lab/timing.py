@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from llmprep.lab.hpa_spec import DEFAULT_DOWNSCALE_STABILIZATION_S, Behavior, HpaSpec, ScalingRules
 
 if TYPE_CHECKING:
@@ -80,7 +82,7 @@ def _scaled_rules(rules: ScalingRules, speed: float) -> ScalingRules:
 
 
 def scaled_hpa(spec: HpaSpec, speed: float) -> HpaSpec:
-    """`spec` with every stabilization window and policy period compressed (HpaSpec.time_scaled)."""
+    """`spec` with every stabilization window and policy period compressed."""
     if speed == 1 or spec.behavior is None:
         return spec
     b = spec.behavior
@@ -95,6 +97,17 @@ def rule_interval_s(groups: Sequence[Mapping[str, Any]], default: float) -> floa
         if any("record" in r for r in group.get("rules", [])) and group.get("interval"):
             return parse_duration(group["interval"], "PrometheusRule group interval")
     return default
+
+
+def relist_interval_s(path: Path) -> float:
+    """The adapter's `metricsRelistInterval` from its values file (the adapter's default: 1m)."""
+    from llmprep.units import parse_duration
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return 60.0
+    return parse_duration(data.get("metricsRelistInterval", "1m"), "metricsRelistInterval")
 
 
 def _rendered(lab_s: float, key: str, compressed: Mapping[str, tuple[str, str]], speed: float) -> Period:
@@ -132,7 +145,6 @@ class Timing:
     def of(cls, setup: LabSetup, scenario: Scenario, adapter_values: Path | None = None) -> Timing:
         """The lab's timing for one scenario, from the chart's output and the adapter's values."""
         from llmprep.lab import adapter
-        from llmprep.lab.metrics import relist_interval_s
 
         speed = scenario.speed
         compressed = setup.compressed

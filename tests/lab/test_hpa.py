@@ -21,6 +21,7 @@ from llmprep.lab.hpa import (
     parse_quantity,
     plain_metric_replicas,
 )
+from llmprep.lab.timing import scaled_hpa
 
 
 def pods(n: int, **kw: object) -> list[Pod]:
@@ -272,7 +273,7 @@ def test_an_hpa_manifest_reads_with_the_api_servers_defaults_filled_in() -> None
 
 
 def test_time_compression_divides_every_window_and_period() -> None:
-    fast = hpa_from_manifest(HPA).time_scaled(10)
+    fast = scaled_hpa(hpa_from_manifest(HPA), 10)
     assert fast.behavior is not None
     assert fast.behavior.scale_down.stabilization_window_s == 6
     assert {p.period_s for p in fast.behavior.scale_up.policies} == {1.5}

@@ -2,8 +2,10 @@
 
 Container files: pinned base tags (never `latest`), every COPY source exists, the entry point
 is the `llmprep` console script, and every `llmprep <command> --option` that the chart and the
-client manifests run is a command and option the CLI accepts. Client manifests: valid
-Kubernetes objects, resources and a locked-down security context on every container.
+clients run is a command and option the CLI accepts. Clients: a kustomize base plus one overlay
+per model, each rendered (tests/doubles/kustomize.py; and `kubectl kustomize` where kubectl is on
+PATH) to a valid Kubernetes object, the same as the hand-written manifest it replaced
+(tests/data/clients/), with resources and a locked-down security context on every container.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ import yaml
 
 from llmprep.cli import app
 from tests.conftest import ROOT
+from tests.doubles import kustomize
 
 CONTAINERS = ROOT / "containers"
 CONTAINER_FILES = sorted(CONTAINERS.glob("*.containerfile"))
 CLIENTS = ROOT / "clients"
-CLIENT_FILES = sorted(CLIENTS.glob("*.yaml"))
 CLIENT_MODELS = ["gpt2", "opt125m", "llama-3-8b", "llama-3-8b-instruct", "llama-3-70b-instruct", "mistral-7b"]
+HAND_WRITTEN = ROOT / "tests" / "data" / "clients"  # the full manifests the overlays replaced
+ARGS = "/spec/template/spec/containers/0/args"
 TRITON_BASE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
 
 
@@ -118,11 +122,10 @@ def chart_commands() -> list[list[str]]:
 
 def client_commands() -> list[list[str]]:
     commands = []
-    for path in CLIENT_FILES:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "Deployment":
-                for container in doc["spec"]["template"]["spec"]["containers"]:
-                    commands.append([str(a) for a in container["args"]])
+    for doc in kustomize.build(CLIENTS):
+        if doc.get("kind") == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                commands.append([str(a) for a in container["args"]])
     return commands
 
 
@@ -160,7 +163,16 @@ def test_the_client_arguments_parse_as_a_load_configuration() -> None:
 
 
 def deployments() -> list[tuple[str, dict[str, Any]]]:
-    return [(p.stem, yaml.safe_load(p.read_text())) for p in CLIENT_FILES if p.name != "kustomization.yaml"]
+    """Each model's overlay, rendered: (model, its one Deployment)."""
+    out = []
+    for model_dir in sorted((CLIENTS / "models").iterdir()):
+        (doc,) = kustomize.build(model_dir)
+        out.append((model_dir.name, doc))
+    return out
+
+
+def overlay(model: str) -> dict[str, Any]:
+    return yaml.safe_load((CLIENTS / "models" / model / "kustomization.yaml").read_text())
 
 
 def test_there_is_one_client_deployment_per_example_model() -> None:
@@ -169,8 +181,14 @@ def test_there_is_one_client_deployment_per_example_model() -> None:
 
 
 @pytest.mark.parametrize(("name", "doc"), deployments(), ids=[n for n, _ in deployments()])
-def test_a_client_deployment_is_a_valid_kubernetes_object(name: str, doc: dict[str, Any]) -> None:
-    kubernetes_validate.validate(doc, "1.30", strict=True)
+def test_an_overlay_renders_the_hand_written_manifest_it_replaced_field_for_field(name: str, doc: dict[str, Any]) -> None:
+    assert doc == yaml.safe_load((HAND_WRITTEN / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize(("name", "doc"), deployments(), ids=[n for n, _ in deployments()])
+@pytest.mark.parametrize("kube_version", ["1.25.0", "1.30", kubernetes_validate.latest_version()])  # the chart's, and 1.30
+def test_a_client_deployment_is_a_valid_kubernetes_object(name: str, doc: dict[str, Any], kube_version: str) -> None:
+    kubernetes_validate.validate(doc, kube_version, strict=True)
 
 
 @pytest.mark.parametrize(("name", "doc"), deployments(), ids=[n for n, _ in deployments()])
@@ -191,11 +209,71 @@ def test_every_client_container_has_requests_limits_and_a_locked_down_security_c
         assert security["runAsNonRoot"] is True and security["capabilities"]["drop"] == ["ALL"]
 
 
-def test_the_kustomization_lists_every_client() -> None:
-    kustomization = yaml.safe_load((CLIENTS / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(f"{m}.yaml" for m in CLIENT_MODELS)
+@pytest.mark.parametrize("model", CLIENT_MODELS)
+def test_an_overlay_sets_only_the_name_the_release_and_the_request_shape(model: str) -> None:
+    spec = overlay(model)
+    assert spec["resources"] == ["../../base"] and spec["nameSuffix"] == f"-{model}"
+    assert set(spec) <= {"apiVersion", "kind", "resources", "nameSuffix", "labels", "patches"}
+    assert {k for labels in spec["labels"] for k in labels["pairs"]} == {"app", "app.kubernetes.io/instance"}
+    replaced = {op["path"]: op["value"] for patch in spec["patches"] for op in yaml.safe_load(patch["patch"])
+                if op["op"] == "replace"}
+    shape = {f"{ARGS}/10", f"{ARGS}/12", f"{ARGS}/14"}  # --input-tokens, --input-stddev, --output-tokens
+    assert replaced[f"{ARGS}/2"] == f"{model}:8001" and set(replaced) <= {f"{ARGS}/2"} | shape
+
+
+@pytest.mark.parametrize("model", CLIENT_MODELS)
+def test_every_value_an_overlay_replaces_is_guarded_by_a_test_of_its_flag(model: str) -> None:
+    base_args = yaml.safe_load((CLIENTS / "base" / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]["args"]
+    ops = [op for patch in overlay(model)["patches"] for op in yaml.safe_load(patch["patch"])]
+    tested = {op["path"]: op["value"] for op in ops if op["op"] == "test"}
+    for op in ops:
+        if op["op"] == "replace":
+            index = int(op["path"].rsplit("/", 1)[1])
+            assert tested[f"{ARGS}/{index - 1}"] == base_args[index - 1] and base_args[index - 1].startswith("--")
+
+
+def test_a_base_whose_flags_moved_fails_to_build_instead_of_patching_the_wrong_value(tmp_path: Path) -> None:
+    shutil.copytree(CLIENTS / "base", tmp_path / "base")
+    shutil.copytree(CLIENTS / "models" / "llama-3-8b", tmp_path / "models" / "llama-3-8b")
+    deployment = tmp_path / "base" / "deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("- --input-stddev", "- --input-spread"))
+    with pytest.raises(kustomize.KustomizeError, match="args/11"):
+        kustomize.build(tmp_path / "models" / "llama-3-8b")
+
+
+def test_the_top_level_kustomization_lists_every_model_and_the_image_is_set_once_in_the_base() -> None:
+    top = yaml.safe_load((CLIENTS / "kustomization.yaml").read_text())
+    assert sorted(top["resources"]) == sorted(f"models/{m}" for m in CLIENT_MODELS) and "images" not in top
+    assert sorted(p.name for p in (CLIENTS / "models").iterdir()) == sorted(CLIENT_MODELS)
+    base = yaml.safe_load((CLIENTS / "base" / "kustomization.yaml").read_text())
     images = {doc["spec"]["template"]["spec"]["containers"][0]["image"].split(":")[0] for _, doc in deployments()}
-    assert images == {image["name"] for image in kustomization["images"]}
+    assert images == {image["name"] for image in base["images"]}
+    assert all("images" not in overlay(m) for m in CLIENT_MODELS)
+    assert [doc["metadata"]["name"] for doc in kustomize.build(CLIENTS)] == [f"client-{r.split('/')[1]}" for r in top["resources"]]
+
+
+def test_the_kustomize_double_sets_an_image_as_kustomize_edit_set_image_does() -> None:
+    image = {"name": "llmprep-client", "newName": "registry.example:5000/llmprep-client", "newTag": "0.2.0"}
+    assert kustomize._image("llmprep-client:0.1.0", image) == "registry.example:5000/llmprep-client:0.2.0"
+    assert kustomize._image("other:0.1.0", image) == "other:0.1.0"
+    assert kustomize._image("llmprep-client:0.1.0", {"name": "llmprep-client", "digest": "sha256:ab"}) == "llmprep-client@sha256:ab"
+
+
+def kubectl_build(directory: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=True)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def _by_name(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+
+
+# kubectl embeds kustomize (v5.5.0 in kubectl 1.32 here); `make setup` installs neither, so where
+# it is absent the overlays are checked through the double alone.
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is absent: the double alone renders the overlays")
+@pytest.mark.parametrize("directory", ["", "base", *(f"models/{m}" for m in CLIENT_MODELS)], ids=lambda d: d or "clients")
+def test_kubectl_kustomize_renders_what_the_double_renders(directory: str) -> None:
+    assert _by_name(kubectl_build(CLIENTS / directory)) == _by_name(kustomize.build(CLIENTS / directory))
 
 
 def checkov_binary() -> str | None:
@@ -205,9 +283,8 @@ def checkov_binary() -> str | None:
 
 @pytest.mark.skipif(checkov_binary() is None, reason="checkov is not installed (make setup installs it)")
 def test_checkov_finds_nothing_in_the_client_manifests_but_the_cluster_wide_network_policy(tmp_path: Path) -> None:
-    for path in CLIENT_FILES:
-        if path.name != "kustomization.yaml":
-            shutil.copy(path, tmp_path / path.name)
+    for name, doc in deployments():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(doc))
     done = subprocess.run(
         [str(checkov_binary()), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "--compact",
          "--quiet", "-o", "json"], capture_output=True, text=True, timeout=300,
