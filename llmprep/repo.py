@@ -106,6 +106,8 @@ def _standin_parameters(spec: ModelSpec, tokenizer: Path) -> list[tuple[str, str
         ("standin_kv_cache_blocks", str(kv_cache_blocks(spec))),
         # The per-iteration token budget: the engine's max_num_tokens (trtllm-build / LLM API).
         ("standin_max_num_tokens", str(spec.limits.max_num_tokens)),
+        # The stand-in's scheduler chunks contexts as the backend's does with this parameter set.
+        ("enable_chunked_context", _bool(spec.repository.enable_chunked_context)),
         # How often the emulated nv_trt_llm_* gauges refresh (the backend's own stats period parameter).
         ("stats_check_period_ms", "100"),
     ]
@@ -142,6 +144,9 @@ def _engine_parameters(spec: ModelSpec, engine: str, src: Sources) -> list[tuple
         ("kv_cache_free_gpu_mem_fraction", f"{repo.kv_cache_free_gpu_mem_fraction:g}"),
         ("exclude_input_in_output", _bool(repo.exclude_input_in_output)),
         ("enable_kv_cache_reuse", _bool(repo.enable_kv_cache_reuse)),
+        # Off when unset or unparseable (model_instance_state.cc, v0.19.0 lines 518-533); needs an
+        # engine built with use_paged_context_fmha.
+        ("enable_chunked_context", _bool(repo.enable_chunked_context)),
         ("tokenizer_dir", str(src.tokenizer)),
         ("executor_worker_path", EXECUTOR_WORKER),
     ]
@@ -204,7 +209,12 @@ def template_values(spec: ModelSpec, runtime: str, engine: str, src: Sources) ->
 def _llm_args(spec: ModelSpec) -> dict[str, Any]:
     """Free-form `model.tensorrtLlm.options` that are LLM API arguments pass through to model.yaml."""
     reserved = {"model", "backend", "tensor_parallel_size", "pipeline_parallel_size", "triton_config", "kv_cache_config"}
-    return {k: v for k, v in spec.options.items() if k.isidentifier() and k not in reserved}
+    args = {k: v for k, v in spec.options.items() if k.isidentifier() and k not in reserved}
+    # The LLM API's name for chunked context (llm_args.py BaseLlmArgs.enable_chunked_prefill, default
+    # False); an explicit `options.enable_chunked_prefill` wins.
+    if spec.repository.enable_chunked_context:
+        args.setdefault("enable_chunked_prefill", True)
+    return args
 
 
 def _environment() -> jinja2.Environment:

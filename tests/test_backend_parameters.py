@@ -11,6 +11,7 @@ checked here for every repository `llmprep repo` writes for the engine runtime.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from llmprep.spec import ModelSpec, parse_spec
 from llmprep.tinytok import write_tiny_tokenizer
 
 TABLE = Path(__file__).parent / "data" / "backend_parameters.csv"
+SCHEMA = Path(__file__).parents[1] / "chart" / "values.schema.json"
 ROWS: list[dict[str, str]] = list(csv.DictReader(TABLE.open(newline="")))
 REQUIRED = [row for row in ROWS if row["fallback"] == "no"]
 BY_NAME = {row["name"]: row for row in ROWS}
@@ -42,6 +44,7 @@ OPTIONS: list[dict[str, Any]] = [
     {"decoupled": True, "excludeInputInOutput": False},
     {"enableKvCacheReuse": True, "maxBeamWidth": 2},
     {"batchingStrategy": "v1", "kvCacheFreeGpuMemFraction": 0.5},
+    {"enableChunkedContext": True},
 ]
 REPOSITORIES = [(engine, options) for engine in ("real", "standin") for options in OPTIONS]
 
@@ -130,6 +133,36 @@ def test_every_backend_parameter_we_write_parses_as_the_backend_reads_it(
         assert parses_as(BY_NAME[name]["type"], value), (name, value)
 
 
+# Switches whose default we write differently from the backend's own, each with where it is said.
+DEFAULT_DIFFERENCES = {
+    # The tutorials' fill leaves it unset (false: the prompt comes back); ours returns the
+    # completion only. chart/README.md "Coming from the tutorials" states it.
+    "exclude_input_in_output": "true",
+    # The backend reuses blocks when unset; the tutorials' fill sets enable_kv_cache_reuse:False, as we do.
+    "enable_kv_cache_reuse": "false",
+}
+README = Path(__file__).resolve().parent.parent / "chart" / "README.md"
+
+
+@pytest.mark.parametrize("engine", ["real", "standin"])
+def test_every_switch_we_write_by_default_has_the_backends_default_or_a_stated_reason(
+    rendered: dict[tuple[str, str], dict[str, str]], engine: str
+) -> None:
+    params = rendered[(engine, _id({}))]
+    switches = {k: v for k, v in params.items() if BY_NAME.get(k, {}).get("type") == "bool"}
+    assert "enable_chunked_context" in switches
+    for name, value in switches.items():
+        expected = DEFAULT_DIFFERENCES.get(name, BY_NAME[name]["default"])
+        assert value == expected, f"{name}={value}: the backend's default is {BY_NAME[name]['default']}"
+
+
+def test_each_default_we_change_is_stated_in_the_chart_readme() -> None:
+    section = README.read_text().split("## Coming from the tutorials", 1)[1].split("\n## ", 1)[0]
+    for name in DEFAULT_DIFFERENCES:
+        assert f"`{name}`" in section, name
+        assert f"{BY_NAME[name]['source_file'].rsplit('/', 1)[1]}:{BY_NAME[name]['line']}" in section, name
+
+
 def test_guided_decoding_is_written_off_as_an_empty_value(rendered: dict[tuple[str, str], dict[str, str]]) -> None:
     # The backend returns no guided-decoding config when either value is empty (model_instance_state.cc:424).
     for params in rendered.values():
@@ -142,3 +175,22 @@ def test_guided_decoding_is_written_off_as_an_empty_value(rendered: dict[tuple[s
 )
 def test_the_type_check_rejects_what_the_backend_rejects(kind: str, value: str, ok: bool) -> None:
     assert parses_as(kind, value) is ok
+
+
+@pytest.mark.parametrize("strategy", sorted(GPT_MODEL_TYPES - {"V1"}))
+def test_every_batching_type_the_backend_takes_is_a_batching_strategy_we_write_unchanged(
+    tmp_path: Path, strategy: str
+) -> None:
+    # The tutorials' fill wrote inflight_batching; the backend maps it and ours to one batching type.
+    schema = json.loads(SCHEMA.read_text())
+    enum = schema["properties"]["model"]["properties"]["repository"]["properties"]["batchingStrategy"]["enum"]
+    assert strategy in enum
+    (tmp_path / "engine").mkdir()
+    root = write_repository(
+        spec_of({"batchingStrategy": strategy}),
+        out_dir=tmp_path / "repo",
+        engine="real",
+        tokenizer_dir=write_tiny_tokenizer(tmp_path / "tokenizer"),
+        artifact_dir=tmp_path / "engine",
+    )
+    assert engine_parameters(root)["gpt_model_type"] == strategy

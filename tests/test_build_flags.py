@@ -63,6 +63,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
 @pytest.mark.parametrize("row", CONVERTER_ROWS + BUILD_ROWS, ids=lambda r: f"{r.get('family', 'build')}-{r['flag']}")
 def test_every_table_row_names_its_upstream_file_and_an_argparse_action(row: dict[str, str]) -> None:
     assert row["file"] and row["action"] in {"store", "store_true", "store_optional", "store_list"}
+    # The line the flag is defined on (plugin flags: their PluginConfig field) at a 40-digit commit.
+    assert row["line"].isdigit() and int(row["line"]) > 0, row
+    assert len(row["commit"]) == 40 and int(row["commit"], 16) >= 0, row
 
 
 def test_the_trtllm_build_switches_we_know_are_exactly_the_tables_store_true_flags() -> None:

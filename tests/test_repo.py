@@ -25,6 +25,7 @@ from llmprep.repo import TEMPLATES, render, write_repository
 from llmprep.spec import ModelSpec, parse_spec
 from llmprep.tinytok import write_tiny_tokenizer
 from tests.conftest import run_cli
+from tests.data.upstream_io import MODELS, SEMANTICS
 from tests.data.upstream_layouts import COMPAT, UPSTREAM
 
 DTYPES = model_config_pb2.DataType
@@ -75,19 +76,43 @@ def write(tmp_path: Path, folders: dict[str, Path], runtime: str, engine: str, s
 
 # --------------------------------------------------------------------------- the contract
 
-CASES = [
-    (runtime, layout, engine, model)
-    for runtime, layout in (("engine", "inflight_batcher_llm"), ("pytorch", "llmapi"))
-    for engine in ("real", "standin")
-    for model in UPSTREAM[layout]
+# Every repository `llmprep repo` can write: each runtime and engine kind, and each spec option
+# that changes a config's transaction policy or batching.
+VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("engine", "real", {}),
+    ("engine", "real", {"repository": {"decoupled": False}}),
+    ("engine", "standin", {}),
+    ("engine", "standin", {"repository": {"decoupled": False}}),
+    ("engine", "standin", {"standin": {"queueInTriton": True}}),
+    ("pytorch", "real", {}),
+    ("pytorch", "real", {"repository": {"llmapiDecoupled": True}}),
+    ("pytorch", "standin", {}),
+    ("pytorch", "standin", {"repository": {"llmapiDecoupled": True}}),
 ]
+CASES = [(n, model) for n, (runtime, _, _) in enumerate(VARIANTS) for model in UPSTREAM[repo_mod.LAYOUTS[runtime]]]
 
 
-@pytest.mark.parametrize(("runtime", "layout", "engine", "model"), CASES, ids=lambda v: str(v))
+def _case_id(value: object) -> str:
+    return "-".join([*VARIANTS[value][:2], json.dumps(VARIANTS[value][2])]) if isinstance(value, int) else str(value)
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path]) -> dict[int, tuple[Path, ModelSpec]]:
+    base = tmp_path_factory.mktemp("variants")
+    out = {}
+    for n, (runtime, engine, model) in enumerate(VARIANTS):
+        spec = spec_of(**model).with_runtime(runtime)
+        out[n] = (write_repository(spec, out_dir=base / str(n), engine=engine, tokenizer_dir=folders["tokenizer"],
+                                   artifact_dir=folders["engine"] if runtime == "engine" else None,
+                                   checkpoint_dir=folders["checkpoint"]), spec)
+    return out
+
+
+@pytest.mark.parametrize(("variant", "model"), CASES, ids=_case_id)
 def test_every_model_has_upstream_names_inputs_and_outputs(
-    tmp_path: Path, folders: dict[str, Path], runtime: str, layout: str, engine: str, model: str
+    variants: dict[int, tuple[Path, ModelSpec]], variant: int, model: str
 ) -> None:
-    root = write(tmp_path, folders, runtime, engine)
+    (root, _), engine, layout = variants[variant], VARIANTS[variant][1], repo_mod.LAYOUTS[VARIANTS[variant][0]]
     config = read_config(root / model / "config.pbtxt")
     kind, inputs, outputs = UPSTREAM[layout][model]
     extra_in, extra_out = COMPAT.get(model, ({}, {})) if layout == "inflight_batcher_llm" else ({}, {})
@@ -98,6 +123,41 @@ def test_every_model_has_upstream_names_inputs_and_outputs(
         assert config.backend == ("python" if engine == "standin" and kind == "tensorrtllm" else kind)
     assert tensors(config.input, inputs=True) == {**inputs, **extra_in}
     assert tensors(config.output, inputs=False) == {k: (*v[:3], False) for k, v in {**outputs, **extra_out}.items()}
+
+
+@pytest.mark.parametrize(("variant", "model"), CASES, ids=_case_id)
+def test_every_model_batches_as_upstreams_does(variants: dict[int, tuple[Path, ModelSpec]], variant: int, model: str) -> None:
+    (root, spec), layout = variants[variant], repo_mod.LAYOUTS[VARIANTS[variant][0]]
+    config = read_config(root / model / "config.pbtxt")
+    expected = MODELS[(layout, model)]
+    assert (config.max_batch_size > 0) is expected.batched, expected.source
+    assert config.HasField("dynamic_batching") is expected.dynamic_batching, expected.source
+    if expected.decoupled_from is None:
+        assert not config.HasField("model_transaction_policy"), expected.source
+    else:
+        wanted = spec.repository.llmapi_decoupled if layout == "llmapi" else spec.repository.decoupled
+        assert config.model_transaction_policy.decoupled is wanted
+    if expected.decoupled_from == "model.yaml":
+        triton = yaml.safe_load((root / model / "1" / "model.yaml").read_text())["triton_config"]
+        assert triton == {"max_batch_size": config.max_batch_size, "decoupled": wanted}
+
+
+@pytest.mark.parametrize(("variant", "model"), CASES, ids=_case_id)
+def test_every_input_is_reshaped_and_ragged_exactly_where_upstreams_is(
+    variants: dict[int, tuple[Path, ModelSpec]], variant: int, model: str
+) -> None:
+    (root, _), layout = variants[variant], repo_mod.LAYOUTS[VARIANTS[variant][0]]
+    config = read_config(root / model / "config.pbtxt")
+    names = {entry.name for entry in config.input}
+    listed = {name for (lay, mod, name) in SEMANTICS if (lay, mod) == (layout, model)}
+    assert listed <= names, f"the table names inputs {model} does not have: {sorted(listed - names)}"
+    for entry in config.input:
+        row = SEMANTICS.get((layout, model, entry.name))
+        reshaped = entry.HasField("reshape")
+        assert reshaped is bool(row and row.reshape), (entry.name, row)
+        assert not reshaped or list(entry.reshape.shape) == []
+        assert entry.allow_ragged_batch is bool(row and row.ragged), (entry.name, row)
+    assert not any(entry.HasField("reshape") for entry in config.output)
 
 
 @pytest.mark.parametrize("runtime", ["engine", "pytorch"])
@@ -172,6 +232,40 @@ def test_llmapi_model_yaml_holds_the_llm_api_arguments_from_the_spec(tmp_path: P
     assert args["enable_iter_perf_stats"] is True
 
 
+@pytest.mark.parametrize(("key", "expected"), [(None, None), (True, True), (False, None)])
+def test_chunked_context_reaches_the_llm_api_as_enable_chunked_prefill(
+    tmp_path: Path, folders: dict[str, Path], key: bool | None, expected: bool | None
+) -> None:
+    repository = {} if key is None else {"enableChunkedContext": key}
+    root = write(tmp_path, folders, "pytorch", "real", spec_of(repository=repository))
+    args = yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())
+    assert args.get("enable_chunked_prefill") == expected
+
+
+def test_an_explicit_enable_chunked_prefill_option_wins_over_the_repository_key(
+    tmp_path: Path, folders: dict[str, Path]
+) -> None:
+    spec = spec_of(repository={"enableChunkedContext": True}, tensorrtLlm={"options": {"enable_chunked_prefill": False}})
+    root = write(tmp_path, folders, "pytorch", "real", spec)
+    assert yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())["enable_chunked_prefill"] is False
+
+
+@pytest.mark.parametrize("runtime", ["engine", "pytorch"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_stand_in_is_told_whether_to_chunk_contexts(
+    tmp_path: Path, folders: dict[str, Path], runtime: str, chunked: bool
+) -> None:
+    root = write(tmp_path, folders, runtime, "standin", spec_of(repository={"enableChunkedContext": chunked}))
+    assert params(read_config(root / "tensorrt_llm" / "config.pbtxt"))["enable_chunked_context"] == str(chunked).lower()
+
+
+def test_chunked_context_is_off_by_default_as_the_backend_leaves_it(tmp_path: Path, folders: dict[str, Path]) -> None:
+    # model_instance_state.cc v0.19.0 lines 518-533: missing or unparseable means false.
+    root = write(tmp_path, folders, "engine", "real")
+    assert params(read_config(root / "tensorrt_llm" / "config.pbtxt"))["enable_chunked_context"] == "false"
+    assert spec_of().to_values()["model"]["repository"]["enableChunkedContext"] is False
+
+
 # --------------------------------------------------------------------------- fill_template parameters
 
 
@@ -183,6 +277,7 @@ def test_llmapi_model_yaml_holds_the_llm_api_arguments_from_the_spec(tmp_path: P
         ({"enableKvCacheReuse": True}, "tensorrt_llm", lambda c: params(c)["enable_kv_cache_reuse"] == "true"),
         ({"batchingStrategy": "v1"}, "tensorrt_llm", lambda c: params(c)["gpt_model_type"] == "v1"),
         ({"excludeInputInOutput": False}, "tensorrt_llm", lambda c: params(c)["exclude_input_in_output"] == "false"),
+        ({"enableChunkedContext": True}, "tensorrt_llm", lambda c: params(c)["enable_chunked_context"] == "true"),
         ({"maxQueueDelayMicroseconds": 250}, "tensorrt_llm", lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250),
         ({"maxQueueDelayMicroseconds": 250}, "preprocessing", lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250),
         ({"decoupled": False}, "tensorrt_llm", lambda c: c.model_transaction_policy.decoupled is False),

@@ -42,6 +42,8 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "llama": Family("tp_pp", pipeline=True),
+    # qwen (core/, read at 0df9aaf3) and falcon (contrib/, read at 323e8460): --tp_size and
+    # --pp_size into one Mapping, no check on pipeline (tests/data/converter_flags.csv).
     "qwen": Family("tp_pp", pipeline=True),
     "gpt": Family("tp_pp", pipeline=True),
     "falcon": Family("tp_pp", pipeline=True),

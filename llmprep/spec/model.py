@@ -13,7 +13,9 @@ from typing import Any
 
 DATA_TYPES = ("float16", "bfloat16", "float32")
 RUNTIMES = ("auto", "engine", "pytorch")
-BATCHING_STRATEGIES = ("inflight_fused_batching", "v1")
+# The values the backend takes for gpt_model_type (model_instance_state.cc, v0.19.0 lines 64-78); the
+# tutorials' fill wrote inflight_batching, which selects the same in-flight batching as ours.
+BATCHING_STRATEGIES = ("inflight_fused_batching", "inflight_batching", "v1")
 LOGITS_DATATYPES = ("TYPE_FP32", "TYPE_FP16", "TYPE_BF16")
 STANDIN_COMPUTE = ("timing", "torch")
 # tritonserver options `llmprep serve` appends for the serving rank (values `triton.serverOptions`).
@@ -117,6 +119,8 @@ class RepositoryOptions:
     max_queue_delay_microseconds: int = 0
     kv_cache_free_gpu_mem_fraction: float = 0.9
     exclude_input_in_output: bool = True
+    # The backend's enable_chunked_context; off when unset (model_instance_state.cc, v0.19.0 line 518).
+    enable_chunked_context: bool = False
     logits_datatype: str = "TYPE_FP32"
     preprocessing_instances: int = 1
     postprocessing_instances: int = 1
@@ -201,6 +205,7 @@ def _model_values(spec: ModelSpec) -> dict[str, Any]:
             "maxQueueDelayMicroseconds": repo.max_queue_delay_microseconds,
             "kvCacheFreeGpuMemFraction": repo.kv_cache_free_gpu_mem_fraction,
             "excludeInputInOutput": repo.exclude_input_in_output,
+            "enableChunkedContext": repo.enable_chunked_context,
             "logitsDatatype": repo.logits_datatype,
             "instances": {
                 "preprocessing": repo.preprocessing_instances,

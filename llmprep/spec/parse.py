@@ -158,6 +158,7 @@ def _read_repository(sec: Section, warnings: list[str]) -> RepositoryOptions:
             "kvCacheFreeGpuMemFraction", d.kv_cache_free_gpu_mem_fraction, minimum=0.01, maximum=1.0
         ),
         exclude_input_in_output=sec.flag("excludeInputInOutput", d.exclude_input_in_output),
+        enable_chunked_context=sec.flag("enableChunkedContext", d.enable_chunked_context),
         logits_datatype=sec.text("logitsDatatype", d.logits_datatype, choices=LOGITS_DATATYPES) or d.logits_datatype,
         preprocessing_instances=inst.integer("preprocessing", d.preprocessing_instances, minimum=1),
         postprocessing_instances=inst.integer("postprocessing", d.postprocessing_instances, minimum=1),

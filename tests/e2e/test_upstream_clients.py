@@ -105,6 +105,21 @@ def test_http_generate_and_generate_stream_answer_strings(servers: dict[str, Ser
     assert isinstance(whole["text_output"], str) and all(isinstance(c, str) for c in chunks) and chunks
 
 
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls"])
+def test_the_tutorial_clients_request_gets_the_prompt_back_only_when_exclude_input_is_false(
+    servers: dict[str, Server], model: str
+) -> None:
+    # The tutorials' client.py POSTs {text_input, max_tokens} to generate. Their fill left
+    # exclude_input_in_output unset, so the backend returned prompt + completion
+    # (model_instance_state.cc:800 v0.19.0); false per request stands in for that repository
+    # (utils.cc:920-927: the request's value wins). chart/README.md "Coming from the tutorials".
+    body = {"text_input": PROMPT, "max_tokens": 4}
+    ours = json.loads(servers["engine"].post(f"/v2/models/{model}/generate", body))["text_output"]
+    theirs = json.loads(servers["engine"].post(f"/v2/models/{model}/generate", {**body, "exclude_input_in_output": False}))
+    assert ours.strip() and not ours.startswith(PROMPT)
+    assert theirs["text_output"].startswith(PROMPT) and theirs["text_output"].endswith(ours)
+
+
 def test_tensorrt_llm_output_ids_read_as_batch_beam_tokens(servers: dict[str, Server]) -> None:
     ids = np.array([[5, 6, 7, 8]], dtype=np.int32)
     inputs = []
