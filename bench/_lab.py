@@ -33,11 +33,25 @@ class LabConfig:
     note: str = ""
 
 
+DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"  # the one value the chart requires
+
+
 def chart_defaults() -> dict[str, Any]:
     """The chart's own values.yaml (what `helm install` uses when a values file says nothing)."""
     from llmprep import chart
 
     return dict(yaml.safe_load((Path(chart.CHART_DIR) / "values.yaml").read_text()) or {})
+
+
+def default_metrics(runtime: str = "engine") -> list[dict[str, str]]:
+    """The chart's default HPA inputs for a runtime as the chart renders them (`autoscaling.metric`
+    when it names one, then `autoscaling.metrics`, whose default `[]` stands for the runtime's inputs)."""
+    from llmprep import chart
+
+    values = chart.merge_values([], [f"triton.image.name={DEFAULT_IMAGE}", f"model.tensorrtLlm.runtime={runtime}"])
+    (hpa,) = chart.find(chart.render(values), "HorizontalPodAutoscaler")
+    return [{"name": m["pods"]["metric"]["name"], "value": str(m["pods"]["target"]["averageValue"])}
+            for m in hpa["spec"]["metrics"]]
 
 
 def lab_values() -> dict[str, Any]:

@@ -47,7 +47,17 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import DOCS, command_line, fmt, percentile, section_header, table, write_section
-from bench._lab import SEED_METRIC, LabConfig, LabRun, chart_defaults, lab_values, profile_duration, run_config, workdir
+from bench._lab import (
+    SEED_METRIC,
+    LabConfig,
+    LabRun,
+    chart_defaults,
+    default_metrics,
+    lab_values,
+    profile_duration,
+    run_config,
+    workdir,
+)
 
 NAME = "autoscaling_cost"
 IN_ENGINE = ("trtllm:requests_in_engine", "10")
@@ -80,7 +90,7 @@ def chart_autoscaling() -> dict[str, Any]:
     lab = lab_values().get("autoscaling", {})
     return {
         "metric": dict(lab.get("metric") or auto.get("metric") or {}),
-        "metrics": list(lab.get("metrics") or auto.get("metrics") or []),
+        "metrics": list(lab.get("metrics") or default_metrics("engine")),
         "behavior": dict(lab.get("behavior") or auto.get("behavior") or {}),
     }
 
@@ -90,7 +100,8 @@ def _hpa(metrics: Sequence[tuple[str, str]], behavior: dict[str, Any] | None, me
     # `behavior: None` removes the chart's default (Helm drops a key set to null): Kubernetes' own defaults.
     return {"autoscaling": {"replicas": {"minimum": MIN_REPLICAS, "maximum": MAX_REPLICAS},
                             "metric": metric or {"name": ""},
-                            "metrics": [{"name": n, "value": v} for n, v in metrics], "behavior": behavior}}
+                            # No list: null, not [] (which stands for the chart's runtime defaults).
+                            "metrics": [{"name": n, "value": v} for n, v in metrics] or None, "behavior": behavior}}
 
 
 def configurations() -> list[LabConfig]:

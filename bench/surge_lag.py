@@ -41,7 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import DOCS, command_line, fmt, median, section_header, table, write_section
-from bench._lab import SEED_METRIC, SEED_MONITORING, LabConfig, LabRun, chart_defaults, lab_values, run_config, workdir
+from bench._lab import (
+    SEED_METRIC,
+    SEED_MONITORING,
+    LabConfig,
+    LabRun,
+    chart_defaults,
+    default_metrics,
+    lab_values,
+    run_config,
+    workdir,
+)
 
 NAME = "surge_lag"
 BASE, PEAK = 3, 12
@@ -83,7 +93,9 @@ def stages(steps: int, window_lab_s: float, floor_lab_s: float) -> tuple[list[di
 def _one_replica(monitoring: Mapping[str, Any], metric: Mapping[str, Any], metrics: Sequence[Any]) -> dict[str, Any]:
     return {
         "monitoring": dict(monitoring),
-        "autoscaling": {"replicas": {"minimum": 1, "maximum": 1}, "metric": dict(metric), "metrics": list(metrics)},
+        # No list: null, not [] (which stands for the chart's runtime defaults).
+        "autoscaling": {"replicas": {"minimum": 1, "maximum": 1}, "metric": dict(metric),
+                        "metrics": list(metrics) or None},
     }
 
 
@@ -141,11 +153,8 @@ DEFAULT = "chart default"
 
 
 def default_hpa_inputs() -> list[dict[str, Any]]:
-    """The chart's default HPA inputs: `autoscaling.metric` when it names one, then `autoscaling.metrics`."""
-    auto = chart_defaults().get("autoscaling", {})
-    metric = dict(auto.get("metric") or {})
-    named = [{"name": metric["name"], "value": metric.get("value", "1000m")}] if metric.get("name") else []
-    return named + [dict(m) for m in auto.get("metrics") or [] if m.get("name") != metric.get("name")]
+    """The chart's default HPA inputs (engine runtime, the stand-in's), as the chart renders them."""
+    return [dict(m) for m in default_metrics("engine")]
 
 
 def signals() -> dict[str, float]:

@@ -33,11 +33,29 @@ namespace="{{ .Release.Namespace }}",pod=~"{{ include "llmprep.fullname" . }}-[a
 {{- end }}
 
 {{/*
+The default autoscaling inputs of a runtime, a JSON list of {name, value}: what autoscaling.metrics
+`[]` (its default) stands for. From the signals proof (docs/signals.md, issue 19): on pytorch
+(llmapi) the executor's queue, which our llmapi model exports, passed the batch-bound regime and
+the waiting count the KV-bound one; on the engine runtime the C++ backend exports no executor
+queue, so nothing passed batch-bound there: the waiting count (KV-bound) and Triton's pending
+count (BLS) stay, and NOTES.txt says that plainly.
+*/}}
+{{- define "llmprep.defaultMetrics" -}}
+{{- if eq (toString .Values.model.tensorrtLlm.runtime) "pytorch" -}}
+[{"name":"trtllm:requests_queued","value":"2"},{"name":"trtllm:requests_waiting","value":"2"}]
+{{- else -}}
+[{"name":"trtllm:requests_waiting","value":"2"},{"name":"triton:pending_requests","value":"2"}]
+{{- end }}
+{{- end }}
+
+{{/*
 The autoscaling metrics as a JSON list of {name, value}: autoscaling.metric (the tutorials' one)
 first, then autoscaling.metrics, each name once. autoscaling.metric is unset by default. The
 tutorials' per-model values files set only its `value`, a target for their chart's default name,
 so a value without a name key means the tutorials' ratio; an explicit name, even empty, wins. A
-name without a value gets the tutorials' default target, 1000m.
+name without a value gets the tutorials' default target, 1000m. autoscaling.metrics `[]` (the
+default) means the runtime's default inputs (llmprep.defaultMetrics); null (the key removed)
+means none beside autoscaling.metric.
 */}}
 {{- define "llmprep.metrics" -}}
 {{- $out := list }}
@@ -53,7 +71,11 @@ name without a value gets the tutorials' default target, 1000m.
 {{- $out = append $out (dict "name" $name "value" $value) }}
 {{- $seen = append $seen $name }}
 {{- end }}
-{{- range $m := .Values.autoscaling.metrics }}
+{{- $list := .Values.autoscaling.metrics }}
+{{- if and (hasKey .Values.autoscaling "metrics") (kindIs "slice" $list) (eq (len $list) 0) }}
+{{- $list = include "llmprep.defaultMetrics" . | fromJsonArray }}
+{{- end }}
+{{- range $m := $list }}
 {{- if not (has $m.name $seen) }}
 {{- $out = append $out (dict "name" $m.name "value" (toString $m.value)) }}
 {{- $seen = append $seen $m.name }}
@@ -86,11 +108,11 @@ name without a value gets the tutorials' default target, 1000m.
 {{- if include "llmprep.multinode" . -}}
 apiVersion: leaderworkerset.x-k8s.io/v1
 kind: LeaderWorkerSet
-name: {{ include "llmprep.lwsName" . }}
+name: {{ include "llmprep.lwsName" . | quote }}
 {{- else -}}
 apiVersion: apps/v1
 kind: Deployment
-name: {{ include "llmprep.fullname" . }}
+name: {{ include "llmprep.fullname" . | quote }}
 {{- end }}
 {{- end }}
 

@@ -2,17 +2,32 @@
 Multi-node replicas (LeaderWorkerSet groups): when they apply, their sizes and names.
 */}}
 
-{{/* Non-empty when replicas are LeaderWorkerSet groups: multinode.enabled, or more GPUs than one node has. */}}
-{{- define "llmprep.multinode" -}}
-{{- $m := .Values.multinode }}
-{{- if or $m.enabled (gt (int (include "llmprep.gpus" .)) (int $m.gpusPerNode)) }}true{{ end }}
+{{/*
+GPUs one node gives one pod: multinode.gpusPerNode, or for `auto` (the default) the layout the values
+come from. The multi-node tutorial's chart required `gpu` as one string and `model.persistentVolumeClaim`,
+and ran tensor × pipeline pods of one GPU each: values with both get 1, so its files render pods that
+schedule wherever its pods did. Everything else gets 8.
+*/}}
+{{- define "llmprep.gpusPerNode" -}}
+{{- $v := .Values.multinode.gpusPerNode }}
+{{- if or (kindIs "invalid" $v) (eq (toString $v) "auto") }}
+{{- if and (kindIs "string" .Values.gpu) .Values.model.persistentVolumeClaim }}1{{ else }}8{{ end }}
+{{- else }}
+{{- int $v }}
+{{- end }}
 {{- end }}
 
-{{/* GPUs of one pod: all of them on one pod, else one node's worth (multinode.gpusPerNode). */}}
+{{/* Non-empty when replicas are LeaderWorkerSet groups: multinode.enabled, or more GPUs than one node gives a pod. */}}
+{{- define "llmprep.multinode" -}}
+{{- $m := .Values.multinode }}
+{{- if or $m.enabled (gt (int (include "llmprep.gpus" .)) (int (include "llmprep.gpusPerNode" .))) }}true{{ end }}
+{{- end }}
+
+{{/* GPUs of one pod: all of them on one pod, else one node's worth (llmprep.gpusPerNode). */}}
 {{- define "llmprep.gpusPerPod" -}}
 {{- $gpus := int (include "llmprep.gpus" .) }}
 {{- if include "llmprep.multinode" . }}
-{{- min $gpus (int .Values.multinode.gpusPerNode) }}
+{{- min $gpus (int (include "llmprep.gpusPerNode" .)) }}
 {{- else }}
 {{- $gpus }}
 {{- end }}

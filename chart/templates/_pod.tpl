@@ -79,7 +79,7 @@ Volume mounts of both containers. Argument: (list $ SPEC_VOLUME): the volume mou
   mountPath: /etc/llmprep
   readOnly: true
 - name: cache
-  mountPath: {{ $root.Values.cache.mountPath }}
+  mountPath: {{ $root.Values.cache.mountPath | quote }}
 - name: shm
   mountPath: /dev/shm
 - name: tmp
@@ -156,7 +156,7 @@ metadata:
     {{- end }}
 spec:
   {{- with $V.kubernetes.serviceAccount }}
-  serviceAccountName: {{ . }}
+  serviceAccountName: {{ . | quote }}
   {{- end }}
   # Triton and llmprep never call the Kubernetes API.
   automountServiceAccountToken: false
@@ -165,11 +165,11 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- with $V.kubernetes.priorityClassName }}
-  priorityClassName: {{ . }}
+  priorityClassName: {{ . | quote }}
   {{- end }}
   {{- if $group }}
   {{- with include "llmprep.schedulerName" $root }}
-  schedulerName: {{ . }}
+  schedulerName: {{ . | quote }}
   {{- end }}
   {{- end }}
   securityContext:
@@ -210,7 +210,11 @@ spec:
       command:
         - sh
         - -c
-        - chown {{ $tri.podSecurityContext.runAsUser | int64 }}:{{ $tri.podSecurityContext.runAsGroup | default $tri.podSecurityContext.runAsUser | int64 }} {{ $cacheMount | quote }} && chmod 0770 {{ $cacheMount | quote }}
+        - chown {{ $tri.podSecurityContext.runAsUser | int64 }}:{{ $tri.podSecurityContext.runAsGroup | default $tri.podSecurityContext.runAsUser | int64 }} "$1" && chmod 0770 "$1"
+      # The path as the script's argument ($1), never spliced into the shell text.
+      args:
+        - cache-owner
+        - {{ $cacheMount | quote }}
       resources:
         requests:
           cpu: 10m
@@ -231,7 +235,7 @@ spec:
             - FOWNER
       volumeMounts:
         - name: cache
-          mountPath: {{ $cacheMount }}
+          mountPath: {{ $cacheMount | quote }}
     {{- end }}
     # Download, build (engine runtime) and write the model repository into the shared cache;
     # a warm cache makes this a sub-second check.
@@ -348,30 +352,30 @@ spec:
   volumes:
     - name: model-spec
       configMap:
-        name: {{ $fullname }}-model
+        name: {{ printf "%s-model" $fullname | quote }}
     - name: cache
       {{- if $V.model.persistentVolumeClaim }}
       persistentVolumeClaim:
-        claimName: {{ $V.model.persistentVolumeClaim }}
+        claimName: {{ $V.model.persistentVolumeClaim | quote }}
       {{- else if $V.cache.persistentVolumeClaim.create }}
       persistentVolumeClaim:
-        claimName: {{ $fullname }}-cache
+        claimName: {{ printf "%s-cache" $fullname | quote }}
       {{- else }}
       hostPath:
-        path: {{ $V.kubernetes.hostRootPath | default "/triton" }}
+        path: {{ $V.kubernetes.hostRootPath | default "/triton" | quote }}
         type: DirectoryOrCreate
       {{- end }}
     - name: shm
       emptyDir:
         medium: Memory
-        sizeLimit: {{ $tri.shmSize }}
+        sizeLimit: {{ $tri.shmSize | toString | quote }}
     - name: tmp
       emptyDir:
-        sizeLimit: {{ $tri.resources.ephemeralStorage }}
+        sizeLimit: {{ $tri.resources.ephemeralStorage | toString | quote }}
     {{- if $V.model.pullSecret }}
     - name: hf-token
       secret:
-        secretName: {{ $V.model.pullSecret }}
+        secretName: {{ $V.model.pullSecret | quote }}
         defaultMode: 0400
     {{- end }}
     {{- if $ssh }}
@@ -383,9 +387,9 @@ spec:
         defaultMode: 0444
         sources:
           - configMap:
-              name: {{ $fullname }}-model
+              name: {{ printf "%s-model" $fullname | quote }}
           - secret:
-              name: {{ $V.multinode.ssh.existingSecret }}
+              name: {{ $V.multinode.ssh.existingSecret | quote }}
               items:
                 {{- range list "id_ed25519" "authorized_keys" "ssh_host_ed25519_key" "known_hosts" }}
                 - key: {{ . }}

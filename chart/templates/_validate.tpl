@@ -5,6 +5,10 @@ Checks the schema cannot express; each failure names the key and the fix in one 
 {{/* Checks the schema cannot express; each failure names the key and the fix. */}}
 {{- define "llmprep.validate" -}}
 {{- $r := .Values.autoscaling.replicas }}
+{{- /* A null placeholder (the tutorials' values.yaml) removes the key: that is no request for 0. */}}
+{{- if and (not (kindIs "invalid" $r.minimum)) (eq (int $r.minimum) 0) (not (and .Values.autoscaling.enable (eq .Values.autoscaling.engine "keda"))) }}
+{{- fail "autoscaling.replicas.minimum: 0 (scale to zero) needs KEDA; set autoscaling.engine=keda (with autoscaling.enable=true) and a trigger that wakes it in autoscaling.keda.extraTriggers (chart/README.md, Scale to zero), or a minimum of at least 1" }}
+{{- end }}
 {{- if lt (int $r.maximum) (int $r.minimum) }}
 {{- fail (printf "autoscaling.replicas.maximum: must be at least autoscaling.replicas.minimum (%d < %d)" (int $r.maximum) (int $r.minimum)) }}
 {{- end }}
@@ -29,7 +33,7 @@ Checks the schema cannot express; each failure names the key and the fix in one 
 {{- if include "llmprep.multinode" . }}
 {{- $m := .Values.multinode }}
 {{- $gpus := int (include "llmprep.gpus" .) }}
-{{- $perNode := int $m.gpusPerNode }}
+{{- $perNode := int (include "llmprep.gpusPerNode" .) }}
 {{- if and (gt $gpus $perNode) (ne 0 (mod $gpus $perNode)) }}
 {{- fail (printf "multinode.gpusPerNode: tensor × pipeline = %d GPUs does not split evenly into pods of %d GPUs; set model.tensorrtLlm.parallelism.tensor/pipeline or multinode.gpusPerNode so that one divides the other" $gpus $perNode) }}
 {{- end }}

@@ -52,7 +52,8 @@ BASE = [
     "model.persistentVolumeClaim=llm-cache",
     "multinode.ssh.existingSecret=llm-ssh",
 ]
-# The tutorial chart made one pod per GPU; gpusPerNode=1 reproduces that layout.
+# The tutorial chart made one pod per GPU; gpusPerNode=1 reproduces that layout (gpusPerNode auto gives
+# it without these sets: tests/chart/test_multinode_tutorial.py).
 TUTORIAL_SETS = ["multinode.enabled=true", "multinode.gpusPerNode=1", "multinode.ssh.existingSecret=llm-ssh"]
 
 CASES: list[tuple[list[Path], list[str]]] = [

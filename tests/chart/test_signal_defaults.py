@@ -16,7 +16,8 @@ def _notes(sets: list[str], files: list[Path] | None = None) -> str:
     return chart.notes(values_of(files or [], sets), release=RELEASE, namespace=NAMESPACE)
 
 
-PROVEN = ["trtllm:requests_waiting", "triton:pending_requests"]
+PROVEN = ["trtllm:requests_waiting", "triton:pending_requests"]  # engine: waiting (KV-bound), pending (BLS)
+PYTORCH = ["trtllm:requests_queued", "trtllm:requests_waiting"]  # queued (batch-bound), waiting (KV-bound)
 RATIO = "triton:queue_compute:ratio"
 
 
@@ -62,3 +63,52 @@ def test_notes_say_whether_the_ratio_failed_the_proof_and_what_it_is_paired_with
 ) -> None:
     text = " ".join(_notes(sets).split())
     assert [p for p in expected if p not in text] == [] and [p for p in absent if p in text] == []
+
+
+@pytest.mark.parametrize(
+    ("sets", "names"),
+    [
+        (["model.tensorrtLlm.runtime=pytorch"], PYTORCH),
+        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.engine=keda"], PYTORCH),
+        (["model.tensorrtLlm.runtime=engine"], PROVEN),
+        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metric.name=triton:queue_compute:ratio"], [RATIO, *PYTORCH]),
+        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metric.name=triton:queue_compute:ratio",
+          "autoscaling.metrics=null"], [RATIO]),
+        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metrics[0].name=trtllm:requests_in_engine",
+          "autoscaling.metrics[0].value=3"], ["trtllm:requests_in_engine"]),
+    ],
+    ids=["pytorch", "pytorch with keda", "engine", "pytorch with the ratio", "the ratio alone on pytorch",
+         "a list of one's own replaces the defaults"],
+)
+def test_the_default_inputs_follow_the_runtime_and_a_list_or_null_replaces_them(sets: list[str], names: list[str]) -> None:
+    assert _metric_names(render([], sets)) == names
+
+
+def test_the_pytorch_defaults_target_two_requests_per_pod() -> None:
+    hpa = one(render([], ["model.tensorrtLlm.runtime=pytorch"]), "HorizontalPodAutoscaler")
+    assert [(m["pods"]["metric"]["name"], m["pods"]["target"]["averageValue"]) for m in hpa["spec"]["metrics"]] == [
+        ("trtllm:requests_queued", "2"), ("trtllm:requests_waiting", "2")]
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected", "absent"),
+    [
+        ([], ["No input is proven for the engine runtime"], ["Not set: trtllm:requests_queued"]),
+        (["model.tensorrtLlm.runtime=pytorch"], [], ["No input is proven", "Not set: trtllm:requests_queued"]),
+        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metrics[0].name=trtllm:requests_waiting",
+          "autoscaling.metrics[0].value=2"], ["Not set: trtllm:requests_queued"], ["No input is proven"]),
+        (["autoscaling.metrics[0].name=trtllm:requests_queued", "autoscaling.metrics[0].value=2"],
+         ["No input is proven for the engine runtime", "a series only on llmprep's stand-in"], []),
+    ],
+    ids=["engine defaults", "pytorch defaults", "pytorch without the queue", "the queue on the engine runtime"],
+)
+def test_notes_say_plainly_where_no_input_is_proven(sets: list[str], expected: list[str], absent: list[str]) -> None:
+    text = " ".join(_notes(sets).split())
+    assert [p for p in expected if p not in text] == [] and [p for p in absent if p in text] == []
+
+
+def test_the_pytorch_model_file_follows_the_charts_pytorch_defaults() -> None:
+    from tests.conftest import ROOT
+
+    path = ROOT / "chart" / "models" / "qwen2.5-0.5b-instruct-pytorch.yaml"
+    assert _metric_names(render([path])) == PYTORCH

@@ -1,6 +1,6 @@
 """The signals proof (bench/signals_proof.py): one runtime, short mode, through the real lab.
 
-The module runs the engine/ensemble case once (levels 0, 1×, 2×, 4× one replica's capacity,
+The module runs the engine/ensemble case once (levels 0, 1×, 1.5×, 2×, 4× one replica's capacity,
 20 s each, about two minutes with real tritonserver and Prometheus) and checks the recorded
 table; the verdict rules themselves are checked on tables of hand-made series.
 """
@@ -55,7 +55,7 @@ def test_the_markdown_table_and_the_runtime_plot_are_written(short_run: dict[str
     out = Path(short_run["_out"])
     table = (out / "signals.md").read_text()
     assert all(f"`{name}`" in table for name in proof.SIGNALS)
-    assert (out / "img" / "signals-engine.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "img" / "signals-engine-batch-bound.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
@@ -105,6 +105,10 @@ def _rows(signal: list[float], p95: list[float]) -> list[dict[str, Any]]:
         ([3, 3, 3, 3, 2.5, 2.5, 2, 2], [0.5, 0.5, 0.6, 0.6, 0.8, 0.8, 1.5, 1.5], "not proven"),
         # flat at zero
         ([0, 0, 0, 0, 0, 0, 0, 0], [0.5, 0.5, 0.6, 0.6, 0.8, 0.8, 1.5, 1.5], "not proven"),
+        # crosses 1 s after p95 passed the SLO, within the same load step (t=4..6): in time
+        ([0, 0, 1, 1, 1, 3, 3, 5], [0.5, 0.5, 0.6, 0.6, 1.5, 1.5, 1.5, 1.5], "proven"),
+        # crosses one step after the step in which p95 passed the SLO: late
+        ([0, 0, 1, 1, 1, 1, 3, 5], [0.5, 0.5, 0.6, 0.6, 1.5, 1.5, 1.5, 1.5], "not proven"),
     ],
 )
 def test_a_signal_is_proven_only_when_it_rises_and_crosses_before_the_slo(
@@ -115,3 +119,86 @@ def test_a_signal_is_proven_only_when_it_rises_and_crosses_before_the_slo(
     windows = [(1.0, 0.0, 0.0, 2.0), (2.0, 2.0, 2.0, 4.0), (3.0, 4.0, 4.0, 6.0), (4.0, 6.0, 6.0, 8.0)]
     verdicts, _ = proof.judge(case, _rows(signal, p95), windows, {"s": (2.0, "test")}, 1.0)
     assert verdicts[0].verdict == expected
+
+
+_STANDIN = {"max_in_flight": 8, "output_tokens": 16, "tokens_per_block": 256, "kv_cache_blocks": 0,
+            "prefill_ms_per_token": 0.2, "decode_ms_per_step": 60.0}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "input_tokens", "expected"),
+    [
+        ({}, 32, 8),  # KV cache ample: the batcher's maximum
+        ({"kv_cache_blocks": 4}, 96, 4),  # one 256-token block a sequence, 4 blocks
+        ({"kv_cache_blocks": 4, "tokens_per_block": 64}, 96, 2),  # 112 tokens: 2 blocks a sequence
+        ({"kv_cache_blocks": 64}, 96, 8),  # more blocks than the batcher admits
+        ({"kv_cache_blocks": 1, "tokens_per_block": 16}, 96, 1),  # a lone request always runs
+    ],
+)
+def test_capacity_is_the_batchers_maximum_or_the_sequences_the_kv_pool_holds(
+    overrides: dict[str, int], input_tokens: int, expected: int
+) -> None:
+    assert proof.capacity_clients(_STANDIN | overrides, input_tokens) == expected
+
+
+def test_every_default_case_has_a_kv_bound_twin_whose_pool_is_smaller_than_its_batch() -> None:
+    batch = [proof.CASES[n] for n in proof.DEFAULT_CASES if proof.CASES[n].regime == proof.BATCH_BOUND]
+    kv = [proof.CASES[n] for n in proof.DEFAULT_CASES if proof.CASES[n].regime == proof.KV_BOUND]
+    assert sorted((c.runtime, c.layout) for c in batch) == sorted((c.runtime, c.layout) for c in kv)
+    for case in kv:
+        st = _STANDIN | {"max_in_flight": case.standin["maxInFlight"], "tokens_per_block": case.standin["tokensPerBlock"],
+                         "kv_cache_blocks": case.standin["kvCacheBlocks"]}
+        assert proof.capacity_clients(st, case.input_tokens) < case.standin["maxInFlight"]
+
+
+def _result(runtime: str, layout: str, regime: str, proven: set[str]) -> dict[str, Any]:
+    return {"case": {"runtime": runtime, "layout": layout, "regime": regime, "standin": {}},
+            "verdicts": [{"signal": s, "verdict": "proven" if s in proven else "not proven"} for s in proof.SIGNALS]}
+
+
+def test_the_summary_takes_the_batch_bound_verdict_and_leaves_out_signals_only_the_standin_exports() -> None:
+    queued, in_flight, waiting = "trtllm:requests_queued", "llmprep:requests_in_flight", "trtllm:requests_waiting"
+    results = [
+        _result("engine", "ensemble", proof.BATCH_BOUND, {queued}),
+        _result("engine", "ensemble", proof.KV_BOUND, {queued, waiting}),  # waiting passes KV-bound only
+        _result("pytorch", "llmapi", proof.BATCH_BOUND, {queued, in_flight}),
+        _result("pytorch", "llmapi", proof.KV_BOUND, {queued, in_flight}),
+    ]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in
+            proof.summary_markdown(results, proof.SIGNALS).splitlines()[2:]}
+    assert rows["engine / ensemble"] == [f"`{queued}`", f"`{queued}`", "none", f"`{waiting}` |"]
+    assert rows["pytorch / llmapi"] == [f"`{queued}`, `{in_flight}`", f"`{queued}`, `{in_flight}`", f"`{queued}`",
+                                        "none |"]
+
+
+def test_the_measured_block_of_the_page_is_replaced_and_the_rest_kept() -> None:
+    from bench._signals_outputs import DOC_BEGIN, DOC_END
+
+    page = f"intro\n{DOC_BEGIN}\nold table\n{DOC_END}\nafter\n"
+    assert proof.replace_block(page, "new table\n") == f"intro\n{DOC_BEGIN}\nnew table\n{DOC_END}\nafter\n"
+
+
+def test_a_page_without_the_markers_is_refused_with_exit_2_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("no markers here\n")
+    assert proof.main(["--case", "engine-ensemble", "--out", str(tmp_path / "runs"), "--doc", str(page)]) == 2
+    assert "--doc" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and page.read_text() == "no markers here\n"
+
+
+@pytest.mark.parametrize(
+    ("summary", "events", "invalid"),
+    [
+        ({"requests": 300, "failed_requests": 0}, [], ""),
+        ({"requests": 300, "failed_requests": 2}, [], ""),  # under 1 %
+        ({"requests": 1873, "failed_requests": 1658}, [], "1658 of 1873 requests failed"),
+        ({"requests": 300, "failed_requests": 0}, [{"kind": "failed", "detail": "exited with code -11; log: x"}],
+         "1 replica exit(s): exited with code -11"),
+    ],
+)
+def test_a_run_with_failed_requests_or_a_replica_exit_is_not_judged(
+    summary: dict[str, int], events: list[dict[str, str]], invalid: str
+) -> None:
+    assert proof.run_invalid({"summary": summary, "events": events}) == invalid

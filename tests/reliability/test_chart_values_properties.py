@@ -171,12 +171,9 @@ CROSS_FIELD: dict[str, tuple[str, ...]] = {
 # "/a: b" breaks hostRootPath and cache.mountPath (unquoted in the templates); DNS names such as "0.50"
 # come back as the float 0.5 in object names, claimName, secretName, priorityClassName and
 # serviceAccountName; quantities "0.50" as 0.5 in the cache claim's size and both sizeLimits.
-UNQUOTED: set[str] = {
-    "cache.persistentVolumeClaim.storageClass", "multinode.schedulerName", "kubernetes.hostRootPath",
-    "kubernetes.fullnameOverride", "kubernetes.priorityClassName", "kubernetes.serviceAccount",
-    "model.persistentVolumeClaim", "model.pullSecret", "multinode.ssh.existingSecret", "cache.mountPath",
-    "cache.persistentVolumeClaim.size", "triton.resources.ephemeralStorage", "triton.shmSize",
-}
+# 2026-12-04 (chart2): all thirteen fixed in the templates (quoted; the cache path passed to the
+# cache-owner script as an argument), so the list is empty.
+UNQUOTED: set[str] = set()
 DRAWN = [i for i, dotted in enumerate(DOTTED) if dotted not in UNQUOTED]
 
 
