@@ -39,7 +39,8 @@ lab: $(STAMP) system-packages
 	$(BIN)/llmprep lab --out lab-out
 
 lint: setup
-	$(BIN)/ruff check llmprep tests bench
+	$(BIN)/ruff check llmprep tests bench scripts
+	$(BIN)/ruff format --check llmprep tests bench scripts
 	$(BIN)/mypy
 
 test: setup lint
