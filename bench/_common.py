@@ -82,7 +82,7 @@ def write_section(name: str, body: str, path: Path = DOCS) -> None:
     start = text.find(begin)
     stop = text.find(end, start + 1) if start >= 0 else -1
     if start >= 0 and stop >= 0:
-        text = text[:start] + block + text[stop + len(end):]
+        text = text[:start] + block + text[stop + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     from llmprep.files import write_text_atomic

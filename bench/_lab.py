@@ -50,8 +50,10 @@ def default_metrics(runtime: str = "engine") -> list[dict[str, str]]:
 
     values = chart.merge_values([], [f"triton.image.name={DEFAULT_IMAGE}", f"model.tensorrtLlm.runtime={runtime}"])
     (hpa,) = chart.find(chart.render(values), "HorizontalPodAutoscaler")
-    return [{"name": m["pods"]["metric"]["name"], "value": str(m["pods"]["target"]["averageValue"])}
-            for m in hpa["spec"]["metrics"]]
+    return [
+        {"name": m["pods"]["metric"]["name"], "value": str(m["pods"]["target"]["averageValue"])}
+        for m in hpa["spec"]["metrics"]
+    ]
 
 
 def lab_values() -> dict[str, Any]:
@@ -60,8 +62,16 @@ def lab_values() -> dict[str, Any]:
     return dict(yaml.safe_load((data_dir() / "cpu-standin.values.yaml").read_text()) or {})
 
 
-def scenario_doc(config: LabConfig, values_file: Path, *, stages: Sequence[Any], speed: float, slo_ms: float | None,
-                 settle: str = "120s", protocol: str = "grpc") -> dict[str, Any]:
+def scenario_doc(
+    config: LabConfig,
+    values_file: Path,
+    *,
+    stages: Sequence[Any],
+    speed: float,
+    slo_ms: float | None,
+    settle: str = "120s",
+    protocol: str = "grpc",
+) -> dict[str, Any]:
     from llmprep.lab.scenario import data_dir
 
     doc: dict[str, Any] = {
@@ -69,8 +79,15 @@ def scenario_doc(config: LabConfig, values_file: Path, *, stages: Sequence[Any],
         "description": config.note or config.name,
         "values": [str(data_dir() / "cpu-standin.values.yaml"), str(values_file)],
         "speed": speed,
-        "load": {"protocol": protocol, "unit": "clients", "stages": list(stages), "inputTokens": 32,
-                 "connections": 8, "reconnectEvery": "2s", "timeout": "60s"},
+        "load": {
+            "protocol": protocol,
+            "unit": "clients",
+            "stages": list(stages),
+            "inputTokens": 32,
+            "connections": 8,
+            "reconnectEvery": "2s",
+            "timeout": "60s",
+        },
         "standin": dict(config.standin),
         "settle": settle,
     }
@@ -113,8 +130,16 @@ class LabRun:
     out_dir: Path
 
 
-def run_config(config: LabConfig, work: Path, *, stages: Sequence[Any], speed: float, slo_ms: float | None,
-               settle: str = "120s", quiet: bool = True) -> LabRun:
+def run_config(
+    config: LabConfig,
+    work: Path,
+    *,
+    stages: Sequence[Any],
+    speed: float,
+    slo_ms: float | None,
+    settle: str = "120s",
+    quiet: bool = True,
+) -> LabRun:
     """Run one configuration through the lab; its report lands in `work/<name>/`."""
     from rich.console import Console
 
@@ -133,13 +158,26 @@ def run_config(config: LabConfig, work: Path, *, stages: Sequence[Any], speed: f
     console = Console(stderr=True, quiet=quiet)
     with _keep_requests(recorders):
         result = run_lab(scenario, out_dir=folder / "out", console=console)
-    evaluation = next((float(_seconds(g["interval"])) for g in setup.rule_groups
-                       if g.get("interval") and any("record" in r for r in g.get("rules", []))), setup.scrape_interval_s)
+    evaluation = next(
+        (
+            float(_seconds(g["interval"]))
+            for g in setup.rule_groups
+            if g.get("interval") and any("record" in r for r in g.get("rules", []))
+        ),
+        setup.scrape_interval_s,
+    )
     return LabRun(
-        config=config, rows=result.report.rows, summary=result.report.summary,
-        requests=recorders[-1].all_finished() if recorders else [], speed=speed,
-        scrape_s=setup.scrape_interval_s, evaluation_s=evaluation, window_s=setup.rate_window_s,
-        hpa=", ".join(m.describe() for m in setup.hpa.metrics), notes=list(result.report.notes), out_dir=folder / "out",
+        config=config,
+        rows=result.report.rows,
+        summary=result.report.summary,
+        requests=recorders[-1].all_finished() if recorders else [],
+        speed=speed,
+        scrape_s=setup.scrape_interval_s,
+        evaluation_s=evaluation,
+        window_s=setup.rate_window_s,
+        hpa=", ".join(m.describe() for m in setup.hpa.metrics),
+        notes=list(result.report.notes),
+        out_dir=folder / "out",
     )
 
 

@@ -29,7 +29,8 @@ def capacity_clients(standin: Mapping[str, Any], input_tokens: int) -> int:
 def service_ms(standin: Mapping[str, Any], input_tokens: int) -> float:
     """One request's time in the cost model: its prompt's prefill plus outputTokens decode steps."""
     return input_tokens * float(standin["prefill_ms_per_token"]) + int(standin["output_tokens"]) * float(
-        standin["decode_ms_per_step"])
+        standin["decode_ms_per_step"]
+    )
 
 
 FAILED_MAX = 0.01  # a run with more failed requests than this share is not judged
@@ -50,7 +51,9 @@ def run_invalid(report: Mapping[str, Any]) -> str:
 
 def label(case: Mapping[str, Any]) -> str:
     """`runtime / layout`, with the opposite assumption marked."""
-    return f"{case['runtime']} / {case['layout']}" + (" (queueInTriton)" if case["standin"].get("queueInTriton") else "")
+    return f"{case['runtime']} / {case['layout']}" + (
+        " (queueInTriton)" if case["standin"].get("queueInTriton") else ""
+    )
 
 
 def num(v: float | None) -> str:
@@ -76,7 +79,8 @@ DOC_END = "<!-- signals_proof: end -->"
 def table_markdown(results: Sequence[Mapping[str, Any]]) -> str:
     shown = sorted({lv["level"] for res in results for lv in res["levels"] if lv["level"] > 0})
     lines = [
-        "| runtime / layout | regime | signal | target | " + " | ".join(f"median at {x:g}×" for x in shown)
+        "| runtime / layout | regime | signal | target | "
+        + " | ".join(f"median at {x:g}×" for x in shown)
         + " | ρ (1×–4×) | at target from | p95 > SLO from | verdict |",
         "| --- | --- | --- | --- | " + "--- | " * len(shown) + "--- | --- | --- | --- |",
     ]
@@ -84,6 +88,7 @@ def table_markdown(results: Sequence[Mapping[str, Any]]) -> str:
         case = res["case"]
         levels = [lv["level"] for lv in res["levels"]]
         for v in res["verdicts"]:
+
             def at(x: float, v: Mapping[str, Any] = v, levels: list[float] = levels) -> str:
                 return num(v["medians"][levels.index(x)]) if x in levels else "–"
 
@@ -112,9 +117,11 @@ def summary_markdown(results: Sequence[Mapping[str, Any]], signals: Sequence[str
         entry = by_layout.setdefault(label(case), {})
         runtimes[label(case)] = case["runtime"]
         entry[case.get("regime", BATCH_BOUND)] = {v["signal"] for v in res["verdicts"] if v["verdict"] == "proven"}
-    lines = ["| runtime / layout | proven (batch-bound: the rule) | also passes KV-bound | "
-             "of those, exported outside the stand-in | passes KV-bound only (not proven by the rule) |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| runtime / layout | proven (batch-bound: the rule) | also passes KV-bound | "
+        "of those, exported outside the stand-in | passes KV-bound only (not proven by the rule) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, regimes in by_layout.items():
         batch = regimes.get(BATCH_BOUND)
         kv = regimes.get(KV_BOUND)
@@ -126,20 +133,26 @@ def summary_markdown(results: Sequence[Mapping[str, Any]], signals: Sequence[str
             return ", ".join(f"`{s}`" for s in items) or ("none" if ran else "not run")
 
         kv_only = [s for s in signals if kv and s in kv and not (batch and s in batch)]
-        lines.append(f"| {name} | {cell(order, batch is not None)} | {cell(both, kv is not None)} | "
-                     f"{cell(real, batch is not None)} | {cell(kv_only, kv is not None)} |")
+        lines.append(
+            f"| {name} | {cell(order, batch is not None)} | {cell(both, kv is not None)} | "
+            f"{cell(real, batch is not None)} | {cell(kv_only, kv is not None)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def levels_markdown(results: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| runtime / layout | regime | load (× capacity) | clients | completions/s | p95 (s) | SLO (s) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| runtime / layout | regime | load (× capacity) | clients | completions/s | p95 (s) | SLO (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for res in results:
         case = res["case"]
         for lv in res["levels"]:
-            lines.append(f"| {label(case)} | {case.get('regime', BATCH_BOUND)} | {lv['level']:g} | "
-                         f"{int(round(lv['level'] * res['capacity_clients']))} | "
-                         f"{num(lv['ok_per_s'])} | {num(lv['e2e_p95_s'])} | {res['slo_ms'] / 1000:g} |")
+            lines.append(
+                f"| {label(case)} | {case.get('regime', BATCH_BOUND)} | {lv['level']:g} | "
+                f"{int(round(lv['level'] * res['capacity_clients']))} | "
+                f"{num(lv['ok_per_s'])} | {num(lv['e2e_p95_s'])} | {res['slo_ms'] / 1000:g} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -161,11 +174,22 @@ def plot_runtime(runtime: str, regime: str, results: Sequence[Mapping[str, Any]]
         for v in res["verdicts"]:
             y = [None if m is None else min(m / v["target"], 4.0) for m in v["medians"]]
             style = "-" if v["verdict"] == "proven" else "--"
-            ax.plot(x, [float("nan") if val is None else val for val in y], style, marker="o", markersize=3,
-                    label=v["signal"])
+            ax.plot(
+                x,
+                [float("nan") if val is None else val for val in y],
+                style,
+                marker="o",
+                markersize=3,
+                label=v["signal"],
+            )
         p95 = [lv["e2e_p95_s"] for lv in res["levels"]]
-        ax.plot(x, [float("nan") if p is None else min(p / (res["slo_ms"] / 1000), 4.0) for p in p95], "k:",
-                linewidth=2, label="p95 latency ÷ SLO")
+        ax.plot(
+            x,
+            [float("nan") if p is None else min(p / (res["slo_ms"] / 1000), 4.0) for p in p95],
+            "k:",
+            linewidth=2,
+            label="p95 latency ÷ SLO",
+        )
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
         ax.set_title(f"{label(res['case'])}, {regime} (capacity {res['capacity_clients']} clients)")
@@ -188,14 +212,19 @@ def doc_block(doc: Mapping[str, Any], plots: Sequence[str], signals: Sequence[st
     """The measured part of docs/signals.md: how it was run, the summary, the table, the levels, the plots."""
     results = doc["results"]
     minutes = doc.get("elapsed_s", 0) / 60
-    head = (f"Run on {doc['started_utc']} – {doc['finished_utc']} ({minutes:.1f} min for {len(results)} lab runs) "
-            f"on {doc['machine']}: `{doc.get('command') or 'python bench/signals_proof.py'}`; levels "
-            f"{', '.join(f'{x:g}×' for x in doc['levels'])} one replica's capacity, {doc['hold_s']:g} s each, "
-            f"speed {doc['speed']:g}. Lab runs started (UTC): "
-            + ", ".join(f"{r['case']['name']} {str(r.get('lab_run_started_utc') or '?')[11:19]}" for r in results)
-            + ".\n")
+    head = (
+        f"Run on {doc['started_utc']} – {doc['finished_utc']} ({minutes:.1f} min for {len(results)} lab runs) "
+        f"on {doc['machine']}: `{doc.get('command') or 'python bench/signals_proof.py'}`; levels "
+        f"{', '.join(f'{x:g}×' for x in doc['levels'])} one replica's capacity, {doc['hold_s']:g} s each, "
+        f"speed {doc['speed']:g}. Lab runs started (UTC): "
+        + ", ".join(f"{r['case']['name']} {str(r.get('lab_run_started_utc') or '?')[11:19]}" for r in results)
+        + ".\n"
+    )
     figures = "".join(f"\n![{Path(p).stem}](img/{Path(p).name})\n" for p in plots)
-    return "\n".join([head, summary_markdown(results, signals), table_markdown(results), levels_markdown(results)]) + figures
+    return (
+        "\n".join([head, summary_markdown(results, signals), table_markdown(results), levels_markdown(results)])
+        + figures
+    )
 
 
 def replace_block(text: str, block: str) -> str:

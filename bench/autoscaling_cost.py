@@ -66,6 +66,7 @@ MIN_REPLICAS, MAX_REPLICAS = 1, 4
 
 def diurnal_stages(scale: float = 1.0) -> list[dict[str, Any]]:
     """Night 4 clients → day 20 → a burst of 36 → day → night; lab seconds scaled by `scale`."""
+
     def s(x: float) -> str:
         return f"{max(1.0, x * scale):g}s"
 
@@ -95,13 +96,19 @@ def chart_autoscaling() -> dict[str, Any]:
     }
 
 
-def _hpa(metrics: Sequence[tuple[str, str]], behavior: dict[str, Any] | None, metric: dict[str, Any] | None = None
-         ) -> dict[str, Any]:
+def _hpa(
+    metrics: Sequence[tuple[str, str]], behavior: dict[str, Any] | None, metric: dict[str, Any] | None = None
+) -> dict[str, Any]:
     # `behavior: None` removes the chart's default (Helm drops a key set to null): Kubernetes' own defaults.
-    return {"autoscaling": {"replicas": {"minimum": MIN_REPLICAS, "maximum": MAX_REPLICAS},
-                            "metric": metric or {"name": ""},
-                            # No list: null, not [] (which stands for the chart's runtime defaults).
-                            "metrics": [{"name": n, "value": v} for n, v in metrics] or None, "behavior": behavior}}
+    return {
+        "autoscaling": {
+            "replicas": {"minimum": MIN_REPLICAS, "maximum": MAX_REPLICAS},
+            "metric": metric or {"name": ""},
+            # No list: null, not [] (which stands for the chart's runtime defaults).
+            "metrics": [{"name": n, "value": v} for n, v in metrics] or None,
+            "behavior": behavior,
+        }
+    }
 
 
 def configurations() -> list[LabConfig]:
@@ -112,21 +119,42 @@ def configurations() -> list[LabConfig]:
     in_engine = _replace(chart_metrics, "trtllm:requests_waiting", IN_ENGINE)
     return [
         LabConfig("seed", _hpa([], None, dict(SEED_METRIC)), note="tutorial HPA input, Kubernetes' default behavior"),
-        LabConfig("chart defaults", _hpa(chart_metrics, behavior, metric),
-                  note="the chart's default HPA inputs and behavior, as shipped"),
-        LabConfig("chart inputs, Kubernetes' behavior", _hpa(chart_metrics, None, metric),
-                  note="the chart's HPA inputs with behavior: null (a 300 s scale-down window, any number of pods)"),
-        LabConfig("chart inputs, 120 s window only", _hpa(chart_metrics, _window_only(120), metric),
-                  note="the chart's HPA inputs with the 120 s window but Kubernetes' scale-down policy"),
-        LabConfig("waiting target 5", _hpa(waiting_5, behavior, metric),
-                  note="a target for this scenario's SLO, the chart's behavior"),
-        LabConfig("waiting target 5, 60 s window only", _hpa(waiting_5, _window_only(60), metric),
-                  note="a target for this scenario's SLO, a 60 s scale-down window and Kubernetes' scale-down policy"),
-        LabConfig("in-engine target 10", _hpa(in_engine, behavior, metric),
-                  note="a load-proportional input, requests in the engine (active + waiting) ≥ 10 per pod "
-                       "(one replica holds 12 clients within the SLO), with the chart's behavior"),
-        LabConfig("in-engine target 10, 60 s window only", _hpa(in_engine, _window_only(60), metric),
-                  note="the same input, a 60 s scale-down window and Kubernetes' scale-down policy"),
+        LabConfig(
+            "chart defaults",
+            _hpa(chart_metrics, behavior, metric),
+            note="the chart's default HPA inputs and behavior, as shipped",
+        ),
+        LabConfig(
+            "chart inputs, Kubernetes' behavior",
+            _hpa(chart_metrics, None, metric),
+            note="the chart's HPA inputs with behavior: null (a 300 s scale-down window, any number of pods)",
+        ),
+        LabConfig(
+            "chart inputs, 120 s window only",
+            _hpa(chart_metrics, _window_only(120), metric),
+            note="the chart's HPA inputs with the 120 s window but Kubernetes' scale-down policy",
+        ),
+        LabConfig(
+            "waiting target 5",
+            _hpa(waiting_5, behavior, metric),
+            note="a target for this scenario's SLO, the chart's behavior",
+        ),
+        LabConfig(
+            "waiting target 5, 60 s window only",
+            _hpa(waiting_5, _window_only(60), metric),
+            note="a target for this scenario's SLO, a 60 s scale-down window and Kubernetes' scale-down policy",
+        ),
+        LabConfig(
+            "in-engine target 10",
+            _hpa(in_engine, behavior, metric),
+            note="a load-proportional input, requests in the engine (active + waiting) ≥ 10 per pod "
+            "(one replica holds 12 clients within the SLO), with the chart's behavior",
+        ),
+        LabConfig(
+            "in-engine target 10, 60 s window only",
+            _hpa(in_engine, _window_only(60), metric),
+            note="the same input, a 60 s scale-down window and Kubernetes' scale-down policy",
+        ),
     ]
 
 
@@ -139,13 +167,17 @@ def _replace(metrics: Sequence[tuple[str, str]], name: str, new: tuple[str, str]
     return [new if n == name else (n, v) for n, v in metrics]
 
 
-def capacity(run: LabRun, levels: Sequence[int], hold_s: float, slo_s: float, skip_s: float) -> tuple[int, list[list[Any]]]:
+def capacity(
+    run: LabRun, levels: Sequence[int], hold_s: float, slo_s: float, skip_s: float
+) -> tuple[int, list[list[Any]]]:
     """Most clients one replica serves within the SLO, and the staircase's table rows."""
     t0_unix = run.rows[0]["time"] - run.rows[0]["t"] if run.rows else 0.0
     rows, best, all_ok = [], 0, True
     for index, level in enumerate(levels):
         start, end = index * hold_s + skip_s, (index + 1) * hold_s
-        e2e = [f.e2e for f in run.requests if f.error is None and start <= f.at - t0_unix - f.e2e and f.at - t0_unix <= end]
+        e2e = [
+            f.e2e for f in run.requests if f.error is None and start <= f.at - t0_unix - f.e2e and f.at - t0_unix <= end
+        ]
         p95 = percentile(e2e, 95)
         ok = bool(e2e) and p95 <= slo_s
         all_ok = all_ok and ok
@@ -177,16 +209,29 @@ def cost_of(run: LabRun, duration: float, slo_s: float) -> dict[str, Any]:
     failed = sum(1 for f in run.requests if f.error is not None)
     seconds_over = sum(1 for r in during if r.get("e2e_p95_s") is not None and r["e2e_p95_s"] > slo_s)
     return {
-        "replica_s": replica_s, "at_max_s": at_max, "requests": len(run.requests), "over": over, "failed": failed,
-        "over_pct": 100.0 * (over + failed) / max(1, len(run.requests)), "seconds_over": seconds_over,
+        "replica_s": replica_s,
+        "at_max_s": at_max,
+        "requests": len(run.requests),
+        "over": over,
+        "failed": failed,
+        "over_pct": 100.0 * (over + failed) / max(1, len(run.requests)),
+        "seconds_over": seconds_over,
         "peak": max((r.get("replicas_current") or 0 for r in during), default=0),
         "p95": percentile([f.e2e for f in ok], 95),
     }
 
 
-def render(cap: int, cap_rows: Sequence[Sequence[Any]], costs: Sequence[tuple[LabRun, dict[str, Any]]],
-           oracle: tuple[float, int], duration: float, slo_s: float, speed: float, stages: Sequence[Any],
-           command: str) -> str:
+def render(
+    cap: int,
+    cap_rows: Sequence[Sequence[Any]],
+    costs: Sequence[tuple[LabRun, dict[str, Any]]],
+    oracle: tuple[float, int],
+    duration: float,
+    slo_s: float,
+    speed: float,
+    stages: Sequence[Any],
+    command: str,
+) -> str:
     lines = section_header("Autoscaling cost (issue 8, item 2)", command)
     lines += [
         f"The lab at speed {speed:g} (HPA sync, stabilization windows, policy periods, scrape/evaluation intervals "
@@ -206,20 +251,41 @@ def render(cap: int, cap_rows: Sequence[Sequence[Any]], costs: Sequence[tuple[La
     oracle_s, oracle_peak = oracle
     rows = [["oracle (measured capacity, per second)", f"{oracle_s:.0f}", "1.00", "–", "–", "–", str(oracle_peak), "–"]]
     for run, c in costs:
-        rows.append([
-            f"{run.config.name}: {run.hpa}", f"{c['replica_s']:.0f}", f"{c['replica_s'] / oracle_s:.2f}",
-            f"{c['over'] + c['failed']} / {c['requests']} ({c['over_pct']:.2f} %)", str(c["seconds_over"]),
-            str(c["at_max_s"]), str(c["peak"]), fmt(c["p95"], 2),
-        ])
-    lines.append(table(["configuration", "replica-seconds (lab)", "× oracle", "requests over SLO (or failed)",
-                        "seconds with trailing-5 s p95 over SLO", "seconds at max replicas", "peak replicas",
-                        "p95 e2e s"], rows))
+        rows.append(
+            [
+                f"{run.config.name}: {run.hpa}",
+                f"{c['replica_s']:.0f}",
+                f"{c['replica_s'] / oracle_s:.2f}",
+                f"{c['over'] + c['failed']} / {c['requests']} ({c['over_pct']:.2f} %)",
+                str(c["seconds_over"]),
+                str(c["at_max_s"]),
+                str(c["peak"]),
+                fmt(c["p95"], 2),
+            ]
+        )
+    lines.append(
+        table(
+            [
+                "configuration",
+                "replica-seconds (lab)",
+                "× oracle",
+                "requests over SLO (or failed)",
+                "seconds with trailing-5 s p95 over SLO",
+                "seconds at max replicas",
+                "peak replicas",
+                "p95 e2e s",
+            ],
+            rows,
+        )
+    )
     lines += [""] + [f"- {run.config.name}: {run.config.note}." for run, _ in costs if run.config.note]
     lines += ["", "Goal (issue 8): ≤ 1.2× oracle replica-seconds with < 1 % SLO misses.", ""]
     for run, c in costs:
         ok = c["replica_s"] / oracle_s <= 1.2 and c["over_pct"] < 1.0
-        lines.append(f"- {run.config.name}: {c['replica_s'] / oracle_s:.2f}× oracle, {c['over_pct']:.2f} % over SLO — "
-                     f"{'met' if ok else 'missed'}")
+        lines.append(
+            f"- {run.config.name}: {c['replica_s'] / oracle_s:.2f}× oracle, {c['over_pct']:.2f} % over SLO — "
+            f"{'met' if ok else 'missed'}"
+        )
     notes = sorted({n for run, _ in costs for n in run.notes if not n.startswith("The engine is llmprep's stand-in")})
     if notes:
         lines += ["", "Lab notes: " + " ".join(notes)]
@@ -237,13 +303,19 @@ def _stage_text(stage: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.autoscaling_cost", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="speed 10, a short profile, the seed HPA only (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="speed 10, a short profile, the seed HPA only (smoke test)"
+    )
     parser.add_argument("--speed", type=float, default=3.0)
     parser.add_argument("--slo-ms", type=float, default=2000.0, help="p95 end-to-end latency target (ms)")
     parser.add_argument("--out", type=Path, default=DOCS, help="Markdown file whose section is written")
     parser.add_argument("--keep", type=Path, help="copy the lab reports (report.md, lab.png, CSV) here")
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help="run only these configurations (exploring; give --out elsewhere than the docs)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only these configurations (exploring; give --out elsewhere than the docs)",
+    )
     args = parser.parse_args(argv)
     speed = 10.0 if args.quick else args.speed
     slo_s = args.slo_ms / 1000.0
@@ -260,20 +332,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out == DOCS:
             parser.error("--only: a partial run must not replace the docs' table; give --out")
         configs = [c for c in configs if c.name in args.only]
-    capacity_config = LabConfig("capacity", {"autoscaling": {"replicas": {"minimum": 1, "maximum": 1},
-                                                             "metric": dict(SEED_METRIC), "metrics": []}})
+    capacity_config = LabConfig(
+        "capacity",
+        {"autoscaling": {"replicas": {"minimum": 1, "maximum": 1}, "metric": dict(SEED_METRIC), "metrics": []}},
+    )
     costs: list[tuple[LabRun, dict[str, Any]]] = []
     with workdir() as tmp:
         print(f"capacity: one replica, clients {levels}", flush=True)
-        cap_run = run_config(capacity_config, Path(tmp), stages=staircase(levels, hold), speed=speed,
-                             slo_ms=args.slo_ms, settle="30s")
+        cap_run = run_config(
+            capacity_config, Path(tmp), stages=staircase(levels, hold), speed=speed, slo_ms=args.slo_ms, settle="30s"
+        )
         cap, cap_rows = capacity(cap_run, levels, hold, slo_s, skip)
         print(f"  capacity {cap} clients per replica", flush=True)
         oracle = oracle_replica_seconds(stages, cap, duration)
         for config in configs:
             print(f"profile: {config.name}", flush=True)
-            run = run_config(config, Path(tmp), stages=stages, speed=speed, slo_ms=args.slo_ms,
-                             settle="20s" if args.quick else "120s")
+            run = run_config(
+                config,
+                Path(tmp),
+                stages=stages,
+                speed=speed,
+                slo_ms=args.slo_ms,
+                settle="20s" if args.quick else "120s",
+            )
             cost = cost_of(run, duration, slo_s)
             print(f"  {cost}", flush=True)
             costs.append((run, cost))
@@ -281,7 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import shutil
 
                 shutil.copytree(run.out_dir, args.keep / run.out_dir.parent.name, dirs_exist_ok=True)
-    body = render(cap, cap_rows, costs, oracle, duration, slo_s, speed, stages, command_line("bench.autoscaling_cost", argv))
+    body = render(
+        cap, cap_rows, costs, oracle, duration, slo_s, speed, stages, command_line("bench.autoscaling_cost", argv)
+    )
     write_section(NAME, body, args.out)
     print(body)
     return 0

@@ -37,8 +37,9 @@ def _inputs(prompt: str, max_tokens: int, stream: bool) -> list[Any]:
     return tensors
 
 
-async def run(url: str, model: str, concurrency: int, duration: float, rpc: str, prompt: str, max_tokens: int,
-              stream_input: bool) -> dict[str, Any]:
+async def run(
+    url: str, model: str, concurrency: int, duration: float, rpc: str, prompt: str, max_tokens: int, stream_input: bool
+) -> dict[str, Any]:
     import tritonclient.grpc.aio as grpcaio
 
     client = grpcaio.InferenceServerClient(url)
@@ -89,8 +90,14 @@ async def run(url: str, model: str, concurrency: int, duration: float, rpc: str,
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     await client.close()
-    return {"requests": len(latencies), "errors": errors, "responses": responses, "seconds": elapsed,
-            "latency_s": latencies, "ttft_s": ttfts}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "responses": responses,
+        "seconds": elapsed,
+        "latency_s": latencies,
+        "ttft_s": ttfts,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,8 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream-input", action="store_true", help="also send stream=true (decoupled LLM models)")
     parser.add_argument("--prompt", default="hello " * 16)
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args.url, args.model, args.concurrency, args.duration, args.rpc, args.prompt,
-                             args.max_tokens, args.stream_input))
+    result = asyncio.run(
+        run(
+            args.url,
+            args.model,
+            args.concurrency,
+            args.duration,
+            args.rpc,
+            args.prompt,
+            args.max_tokens,
+            args.stream_input,
+        )
+    )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

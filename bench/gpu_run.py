@@ -69,8 +69,13 @@ def pack_kit(kit: Path) -> None:
     site = Path(sysconfig.get_paths()["purelib"])
     excluded = [f"--exclude=python_backend_stubs/{v}" for v in ("3.8", "3.9", "3.10", "3.11", "3.13")]
     excluded += ["--exclude=__pycache__", "--exclude=libpython3-*"]  # the 3.13 stub's libpython
-    subprocess.run(f"tar {' '.join(excluded)} -cf - pytriton/tritonserver nvidia_pytriton.libs | xz -T2 -6 "
-                   f"> {kit / 'pytriton-site.tar.xz'}", shell=True, cwd=site, check=True)
+    subprocess.run(
+        f"tar {' '.join(excluded)} -cf - pytriton/tritonserver nvidia_pytriton.libs | xz -T2 -6 "
+        f"> {kit / 'pytriton-site.tar.xz'}",
+        shell=True,
+        cwd=site,
+        check=True,
+    )
     for tool in ("prometheus", "promtool"):
         found = shutil.which(tool)
         if found is None:
@@ -78,9 +83,24 @@ def pack_kit(kit: Path) -> None:
         subprocess.run(f"xz -T2 -9 -c {found} > {kit / (tool + '.xz')}", shell=True, check=True)
     whl = kit / "whl"
     whl.mkdir(exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-           "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64", "--platform",
-           "manylinux_2_28_x86_64", "-d"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        "--platform",
+        "manylinux2014_x86_64",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "-d",
+    ]
     # tritonclient's gRPC client imports rapidjson; numpy is packed below, the rest is on the machine.
     subprocess.run([*pip, str(whl), "tritonclient==2.73.0", "python-rapidjson==1.25"], check=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,8 +111,9 @@ def pack_kit(kit: Path) -> None:
             shutil.rmtree(tests, ignore_errors=True)
         for unused in ("numpy/f2py", "numpy/distutils", "numpy/_pyinstaller"):
             shutil.rmtree(unpacked / unused, ignore_errors=True)
-        subprocess.run(f"tar -cf - . | xz -T2 -9 > {kit / 'numpy-1.26.4-cp312.tar.xz'}", shell=True,
-                       cwd=unpacked, check=True)
+        subprocess.run(
+            f"tar -cf - . | xz -T2 -9 > {kit / 'numpy-1.26.4-cp312.tar.xz'}", shell=True, cwd=unpacked, check=True
+        )
     total = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
     print(f"kit: {kit} ({total / 2**20:.1f} MiB)")
 
@@ -102,8 +123,15 @@ def pack_kit(kit: Path) -> None:
 
 def gpu_values(width: int, layers: int) -> dict[str, Any]:
     return {
-        "model": {"standin": {"compute": "torch", "torchWidth": width, "torchLayers": layers,
-                              "maxInFlight": MAX_IN_FLIGHT, "outputTokens": OUTPUT_TOKENS}},
+        "model": {
+            "standin": {
+                "compute": "torch",
+                "torchWidth": width,
+                "torchLayers": layers,
+                "maxInFlight": MAX_IN_FLIGHT,
+                "outputTokens": OUTPUT_TOKENS,
+            }
+        },
         "autoscaling": {"replicas": {"minimum": 1, "maximum": 4}},
     }
 
@@ -116,15 +144,23 @@ def scenario_doc(values_file: Path, stages: Sequence[Any], speed: float, settle:
         "description": "the stand-in on PyTorch on one GPU; replicas share it",
         "values": [str(data_dir() / "cpu-standin.values.yaml"), str(values_file)],
         "speed": speed,
-        "load": {"protocol": "grpc", "unit": "clients", "stages": list(stages), "inputTokens": 32,
-                 "connections": 16, "reconnectEvery": "2s", "timeout": "60s"},
+        "load": {
+            "protocol": "grpc",
+            "unit": "clients",
+            "stages": list(stages),
+            "inputTokens": 32,
+            "connections": 16,
+            "reconnectEvery": "2s",
+            "timeout": "60s",
+        },
         "slo": {"p95LatencyMs": 3000},
         "settle": settle,
     }
 
 
-def render(kit: Path, width: int, layers: int, stages: Sequence[Any], speed: float, name: str,
-           settle: str = "90s") -> Path:
+def render(
+    kit: Path, width: int, layers: int, stages: Sequence[Any], speed: float, name: str, settle: str = "90s"
+) -> Path:
     from llmprep.lab.prometheus import check_rules
     from llmprep.lab.rendered import prepare
     from llmprep.lab.scenario import parse_scenario
@@ -191,8 +227,9 @@ def write_nvml(samples: Sequence[tuple[float, float, float, float]], path: Path)
 # --------------------------------------------------------------------------- calibrate (GPU)
 
 
-def _steps_in_process(width: int, layers: int, batch: int, seconds: float, ready: Any, vocab: int,
-                      results: Any) -> None:
+def _steps_in_process(
+    width: int, layers: int, batch: int, seconds: float, ready: Any, vocab: int, results: Any
+) -> None:
     sys.path.insert(0, str(ROOT / "llmprep" / "templates" / "common"))
     from types import SimpleNamespace
 
@@ -210,8 +247,9 @@ def _steps_in_process(width: int, layers: int, batch: int, seconds: float, ready
     results.put(count / (time.perf_counter() - began))
 
 
-def calibrate(sizes: Sequence[tuple[int, int]], batches: Sequence[int], processes: Sequence[int],
-              seconds: float, vocab: int = 512) -> dict[str, Any]:
+def calibrate(
+    sizes: Sequence[tuple[int, int]], batches: Sequence[int], processes: Sequence[int], seconds: float, vocab: int = 512
+) -> dict[str, Any]:
     """ms per step alone, and steps/s of N processes stepping at once (replicas sharing the GPU)."""
     import multiprocessing as mp
 
@@ -226,9 +264,10 @@ def calibrate(sizes: Sequence[tuple[int, int]], batches: Sequence[int], processe
             for n in processes:
                 results = ctx.Queue()
                 ready = ctx.Barrier(n + 1)
-                procs = [ctx.Process(target=_steps_in_process,
-                                     args=(width, layers, batch, seconds, ready, vocab, results))
-                         for _ in range(n)]
+                procs = [
+                    ctx.Process(target=_steps_in_process, args=(width, layers, batch, seconds, ready, vocab, results))
+                    for _ in range(n)
+                ]
                 for p in procs:
                     p.start()
                 sampler = NvmlSampler(0.1)
@@ -240,11 +279,17 @@ def calibrate(sizes: Sequence[tuple[int, int]], batches: Sequence[int], processe
                     p.join(timeout=30)
                 sampler.stop()
                 util = sampler.mean_between(began + 0.5, began + seconds - 0.2)
-                row = {"width": width, "layers": layers, "params_m": round(params / 1e6, 1), "batch": batch,
-                       "processes": n, "steps_per_s_each": [round(r, 1) for r in rates],
-                       "steps_per_s_total": round(sum(rates), 1),
-                       "ms_per_step": round(1000.0 / statistics.fmean(rates), 2),
-                       "gpu_util_pct": None if util is None else round(util, 1)}
+                row = {
+                    "width": width,
+                    "layers": layers,
+                    "params_m": round(params / 1e6, 1),
+                    "batch": batch,
+                    "processes": n,
+                    "steps_per_s_each": [round(r, 1) for r in rates],
+                    "steps_per_s_total": round(sum(rates), 1),
+                    "ms_per_step": round(1000.0 / statistics.fmean(rates), 2),
+                    "gpu_util_pct": None if util is None else round(util, 1),
+                }
                 out["rows"].append(row)
                 print(json.dumps(row), flush=True)
     return out
@@ -267,10 +312,16 @@ def run(setup_file: Path, out: Path) -> int:
         samples = sampler.stop()
         write_nvml(samples, out / "nvml.csv")
     setup = bundle["setup"]
-    meta = {"started": started, "ended": time.time(), "nvml_error": sampler.error, "samples": len(samples),
-            "scenario": bundle["doc"], "interrupted": result.interrupted,
-            "standin": dataclasses.asdict(setup.spec.standin),
-            "hpa": [{"name": m.name, "target": m.target} for m in setup.hpa.metrics]}
+    meta = {
+        "started": started,
+        "ended": time.time(),
+        "nvml_error": sampler.error,
+        "samples": len(samples),
+        "scenario": bundle["doc"],
+        "interrupted": result.interrupted,
+        "standin": dataclasses.asdict(setup.spec.standin),
+        "hpa": [{"name": m.name, "target": m.target} for m in setup.hpa.metrics],
+    }
     (out / "run.json").write_text(json.dumps(meta, indent=1, default=str))
     return 0
 
@@ -305,7 +356,7 @@ def join_nvml(rows: Sequence[dict[str, str]], nvml: Sequence[dict[str, str]]) ->
 def rolling(values: Sequence[float | None], width: int) -> list[float | None]:
     out: list[float | None] = []
     for i in range(len(values)):
-        window = [v for v in values[max(0, i - width + 1): i + 1] if v is not None]
+        window = [v for v in values[max(0, i - width + 1) : i + 1] if v is not None]
         out.append(statistics.fmean(window) if window else None)
     return out
 
@@ -356,24 +407,45 @@ def analyse(src: Path) -> dict[str, Any]:
             vals = [series[key][i] for i in idx if series[key][i] is not None]
             return statistics.pstdev(vals) if len(vals) > 1 else None  # type: ignore[arg-type]
 
-        table_rows.append({"phase": name, "start": start, "end": end, **{
-            f"{k}_mean": mean(k) for k in series}, "gpu_util_sd": spread("gpu_util"),
-            "ratio_sd": spread("triton:queue_compute:ratio")})
+        table_rows.append(
+            {
+                "phase": name,
+                "start": start,
+                "end": end,
+                **{f"{k}_mean": mean(k) for k in series},
+                "gpu_util_sd": spread("gpu_util"),
+                "ratio_sd": spread("triton:queue_compute:ratio"),
+            }
+        )
     during = [i for i, x in enumerate(t) if 0 <= x <= spans[-1][2]]
     quality = {}
     for key in ("gpu_util", *[n for n, _ in SIGNALS]):
         if key not in series:
             continue
-        pairs = [(series["clients"][i], series[key][i]) for i in during
-                 if series["clients"][i] is not None and series[key][i] is not None]
-        lat = [(series["e2e_p95"][i], series[key][i]) for i in during
-               if series["e2e_p95"][i] is not None and series[key][i] is not None]
+        pairs = [
+            (series["clients"][i], series[key][i])
+            for i in during
+            if series["clients"][i] is not None and series[key][i] is not None
+        ]
+        lat = [
+            (series["e2e_p95"][i], series[key][i])
+            for i in during
+            if series["e2e_p95"][i] is not None and series[key][i] is not None
+        ]
         quality[key] = {
             "rho_clients": spearman([a for a, _ in pairs], [b for _, b in pairs]),  # type: ignore[misc]
             "rho_p95": spearman([a for a, _ in lat], [b for _, b in lat]),  # type: ignore[misc]
         }
-    return {"rows": rows, "t": t, "series": series, "phases": table_rows, "quality": quality, "meta": meta,
-            "report": report, "nvml_samples": len(nvml)}
+    return {
+        "rows": rows,
+        "t": t,
+        "series": series,
+        "phases": table_rows,
+        "quality": quality,
+        "meta": meta,
+        "report": report,
+        "nvml_samples": len(nvml),
+    }
 
 
 def plot(analysis: Mapping[str, Any], path: Path, speed: float) -> None:
@@ -397,8 +469,12 @@ def plot(analysis: Mapping[str, Any], path: Path, speed: float) -> None:
     twin.legend(loc="upper right")
     ax = axes[1]
     ax.plot(t, s["gpu_util"], color="tab:green", alpha=0.45, label="GPU utilisation, NVML, 1 s (DCGM_FI_DEV_GPU_UTIL)")
-    ax.plot(t, rolling(s["gpu_util"], max(1, round(60 / speed))), color="tab:green",
-            label=f"same, mean over {60 / speed:g} lab s (1 m in cluster time)")
+    ax.plot(
+        t,
+        rolling(s["gpu_util"], max(1, round(60 / speed))),
+        color="tab:green",
+        label=f"same, mean over {60 / speed:g} lab s (1 m in cluster time)",
+    )
     ax.set_ylabel("GPU util %")
     ax.set_ylim(0, 105)
     ax.legend(loc="lower right", fontsize=8)
@@ -424,8 +500,15 @@ def plot(analysis: Mapping[str, Any], path: Path, speed: float) -> None:
     tmp.replace(path)
 
 
-def render_section(src: Path, analysis: Mapping[str, Any], calib: Mapping[str, Any] | None, command: str,
-                   machine: str, date: str, plot_name: str) -> str:
+def render_section(
+    src: Path,
+    analysis: Mapping[str, Any],
+    calib: Mapping[str, Any] | None,
+    command: str,
+    machine: str,
+    date: str,
+    plot_name: str,
+) -> str:
     meta = analysis["meta"]
     doc = meta["scenario"]
     report = analysis["report"]
@@ -434,9 +517,12 @@ def render_section(src: Path, analysis: Mapping[str, Any], calib: Mapping[str, A
     hpa = ", ".join(f"`{m['name']}` ≥ {m['target']:g}" for m in meta.get("hpa") or []) or "–"
     lines = section_header("GPU run (issue 8, item 5)", command)
     # The run happened on the GPU machine; this machine only wrote the report.
-    lines[2:4] = [f"- machine: {machine}", f"- date: {date} (the lab run; the report was written from its files)",
-                  "- on the GPU machine: `. bench/gpu_env.sh && python -m bench.gpu_run calibrate --out OUT/calibrate.json"
-                  " && python -m bench.gpu_run run --setup .gpukit/gpu.setup.pkl --out OUT/run`"]
+    lines[2:4] = [
+        f"- machine: {machine}",
+        f"- date: {date} (the lab run; the report was written from its files)",
+        "- on the GPU machine: `. bench/gpu_env.sh && python -m bench.gpu_run calibrate --out OUT/calibrate.json"
+        " && python -m bench.gpu_run run --setup .gpukit/gpu.setup.pkl --out OUT/run`",
+    ]
     lines += [
         "",
         "The lab (real tritonserver 2.51 from the nvidia-pytriton wheel, real Prometheus 2.42 with the chart's rules, "
@@ -452,42 +538,102 @@ def render_section(src: Path, analysis: Mapping[str, Any], calib: Mapping[str, A
         "",
     ]
     if calib:
-        lines += ["### One stand-in step on the GPU, alone and shared", "",
-                  f"{calib.get('gpu')}, PyTorch {calib.get('torch')}. Each process runs the stand-in's step "
-                  "function back to back (`python -m bench.gpu_run calibrate`); N processes = N replicas sharing "
-                  "the GPU.", ""]
-        crow = [[r["width"], r["layers"], r["params_m"], r["batch"], r["processes"], r["ms_per_step"],
-                 r["steps_per_s_total"], fmt(r["gpu_util_pct"], 0)] for r in calib["rows"]]
-        lines += [table(["width", "layers", "M params", "batch", "processes", "ms/step (each)",
-                         "steps/s (all)", "GPU util %"], crow), ""]
-    lines += ["### Load, replicas and signals per phase", "",
-              f"Closed-loop streaming clients: {json.dumps(doc['load']['stages'])}; means over each phase "
-              "(its first 3 s left out); signals are the per-pod averages Prometheus recorded.", ""]
+        lines += [
+            "### One stand-in step on the GPU, alone and shared",
+            "",
+            f"{calib.get('gpu')}, PyTorch {calib.get('torch')}. Each process runs the stand-in's step "
+            "function back to back (`python -m bench.gpu_run calibrate`); N processes = N replicas sharing "
+            "the GPU.",
+            "",
+        ]
+        crow = [
+            [
+                r["width"],
+                r["layers"],
+                r["params_m"],
+                r["batch"],
+                r["processes"],
+                r["ms_per_step"],
+                r["steps_per_s_total"],
+                fmt(r["gpu_util_pct"], 0),
+            ]
+            for r in calib["rows"]
+        ]
+        lines += [
+            table(
+                ["width", "layers", "M params", "batch", "processes", "ms/step (each)", "steps/s (all)", "GPU util %"],
+                crow,
+            ),
+            "",
+        ]
+    lines += [
+        "### Load, replicas and signals per phase",
+        "",
+        f"Closed-loop streaming clients: {json.dumps(doc['load']['stages'])}; means over each phase "
+        "(its first 3 s left out); signals are the per-pod averages Prometheus recorded.",
+        "",
+    ]
     prow = []
     for p in analysis["phases"]:
-        prow.append([p["phase"], f"{p['start']:.0f}–{p['end']:.0f}", fmt(p["clients_mean"], 1),
-                     fmt(p["replicas_mean"], 2), fmt(p["gpu_util_mean"], 0), fmt(p["gpu_util_sd"], 0),
-                     fmt(p["triton:queue_compute:ratio_mean"], 3), fmt(p["trtllm:requests_waiting_mean"], 2),
-                     fmt(p["triton:pending_requests_mean"], 2), fmt(p["ok_per_s_mean"], 1), fmt(p["e2e_p95_mean"], 2)])
-    lines += [table(["phase", "lab s", "clients", "replicas ready", "GPU util % mean", "GPU util % sd (1 s)",
-                     "queue:compute", "requests waiting", "pending", "requests/s", "p95 e2e s"], prow), ""]
-    lines += ["### Which signal follows the load", "",
-              "Spearman rank correlation, over every second of the load, of each signal with the offered load and "
-              "with the trailing-5 s p95 latency.", ""]
+        prow.append(
+            [
+                p["phase"],
+                f"{p['start']:.0f}–{p['end']:.0f}",
+                fmt(p["clients_mean"], 1),
+                fmt(p["replicas_mean"], 2),
+                fmt(p["gpu_util_mean"], 0),
+                fmt(p["gpu_util_sd"], 0),
+                fmt(p["triton:queue_compute:ratio_mean"], 3),
+                fmt(p["trtllm:requests_waiting_mean"], 2),
+                fmt(p["triton:pending_requests_mean"], 2),
+                fmt(p["ok_per_s_mean"], 1),
+                fmt(p["e2e_p95_mean"], 2),
+            ]
+        )
+    lines += [
+        table(
+            [
+                "phase",
+                "lab s",
+                "clients",
+                "replicas ready",
+                "GPU util % mean",
+                "GPU util % sd (1 s)",
+                "queue:compute",
+                "requests waiting",
+                "pending",
+                "requests/s",
+                "p95 e2e s",
+            ],
+            prow,
+        ),
+        "",
+    ]
+    lines += [
+        "### Which signal follows the load",
+        "",
+        "Spearman rank correlation, over every second of the load, of each signal with the offered load and "
+        "with the trailing-5 s p95 latency.",
+        "",
+    ]
     qrow = []
     names = {"gpu_util": "GPU utilisation (NVML)"}
     for key, q in analysis["quality"].items():
         qrow.append([names.get(key, f"`{key}`"), fmt(q["rho_clients"]), fmt(q["rho_p95"])])
     lines += [table(["signal", "ρ with clients", "ρ with p95 latency"], qrow), ""]
     summary = report.get("summary") or {}
-    lines += [f"Lab report: peak replicas {summary.get('peak_replicas', '–')}, requests "
-              f"{summary.get('requests', '–')} ({summary.get('failed_requests', '–')} failed), p95 end-to-end "
-              f"{fmt(summary.get('e2e_p95_s'))} s; surge → scale-up decision {fmt(summary.get('surge_to_decision_s'), 1)}"
-              f" lab s, → new replica ready {fmt(summary.get('surge_to_ready_s'), 1)} lab s; replica-seconds "
-              f"{summary.get('replica_seconds', '–')}. NVML samples: {analysis['nvml_samples']}"
-              + (f" (NVML error: {meta['nvml_error']})" if meta.get("nvml_error") else "") + ".", "",
-              f"![GPU run: load and replicas, GPU utilisation, queue:compute vs requests waiting, p95]"
-              f"(img/{plot_name})", ""]
+    lines += [
+        f"Lab report: peak replicas {summary.get('peak_replicas', '–')}, requests "
+        f"{summary.get('requests', '–')} ({summary.get('failed_requests', '–')} failed), p95 end-to-end "
+        f"{fmt(summary.get('e2e_p95_s'))} s; surge → scale-up decision {fmt(summary.get('surge_to_decision_s'), 1)}"
+        f" lab s, → new replica ready {fmt(summary.get('surge_to_ready_s'), 1)} lab s; replica-seconds "
+        f"{summary.get('replica_seconds', '–')}. NVML samples: {analysis['nvml_samples']}"
+        + (f" (NVML error: {meta['nvml_error']})" if meta.get("nvml_error") else "")
+        + ".",
+        "",
+        f"![GPU run: load and replicas, GPU utilisation, queue:compute vs requests waiting, p95](img/{plot_name})",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -538,14 +684,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "kit":
         pack_kit(args.kit)
     elif args.cmd == "render":
-        stages = [{"step": {"to": 2, "for": "10s"}}, {"step": {"to": 12, "for": "20s"}}, {"step": {"to": 2, "for": "10s"}}] \
-            if args.quick else STAGES
-        render(args.kit, args.width, args.layers, stages, args.speed, "quick" if args.quick else "gpu",
-               "10s" if args.quick else "45s")
+        stages = (
+            [{"step": {"to": 2, "for": "10s"}}, {"step": {"to": 12, "for": "20s"}}, {"step": {"to": 2, "for": "10s"}}]
+            if args.quick
+            else STAGES
+        )
+        render(
+            args.kit,
+            args.width,
+            args.layers,
+            stages,
+            args.speed,
+            "quick" if args.quick else "gpu",
+            "10s" if args.quick else "45s",
+        )
     elif args.cmd == "calibrate":
         sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
-        out = calibrate(sizes, [int(b) for b in args.batches.split(",")],  # type: ignore[arg-type]
-                        [int(n) for n in args.processes.split(",")], args.seconds)
+        out = calibrate(
+            sizes,
+            [int(b) for b in args.batches.split(",")],  # type: ignore[arg-type]
+            [int(n) for n in args.processes.split(",")],
+            args.seconds,
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1))
     elif args.cmd == "run":

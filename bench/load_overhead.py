@@ -81,8 +81,11 @@ def _get_json(url: str) -> Any:
 def server_counters(server: Server, model: str) -> dict[str, float]:
     """Triton's cumulative statistics for `model` (count and ns per phase) plus the stream model's counters."""
     stats = _get_json(f"{server.http}/v2/models/{model}/stats")["model_stats"][0]["inference_stats"]
-    out = {f"{phase}_{key}": float(stats[phase][key]) for phase in ("success", "queue", "compute_input", "compute_infer")
-           for key in ("count", "ns")}
+    out = {
+        f"{phase}_{key}": float(stats[phase][key])
+        for phase in ("success", "queue", "compute_input", "compute_infer")
+        for key in ("count", "ns")
+    }
     with urllib.request.urlopen(server.metrics, timeout=10) as response:
         text = response.read().decode()
     for name in ("bench_first_response_seconds_total", "bench_first_responses_total"):
@@ -102,8 +105,11 @@ def server_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dic
         "queue_s": d["queue_ns"] / count / 1e9,
         "compute_input_s": d["compute_input_ns"] / count / 1e9,
     }
-    out["ttft_s"] = (out["queue_s"] + out["compute_input_s"] + d["bench_first_response_seconds_total"] / first
-                     if first else float("nan"))
+    out["ttft_s"] = (
+        out["queue_s"] + out["compute_input_s"] + d["bench_first_response_seconds_total"] / first
+        if first
+        else float("nan")
+    )
     return out
 
 
@@ -112,20 +118,38 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_process(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 600,
-                 cwd: Path = ROOT) -> tuple[str, float]:
+def _run_process(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 600, cwd: Path = ROOT
+) -> tuple[str, float]:
     cpu = _children_cpu()
-    proc = subprocess.run(list(argv), capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd,
-                          timeout=timeout)
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])}… failed ({proc.returncode}): {proc.stderr[-3000:]}")
     return proc.stdout, _children_cpu() - cpu
 
 
 def run_floor(server: Server, model: str, concurrency: int, duration: float, rpc: str) -> Run:
-    argv = [sys.executable, "-m", "bench.floor", "--url", server.grpc, "--model", model, "--concurrency",
-            str(concurrency), "--duration", str(duration), "--rpc", rpc, "--max-tokens", str(OUTPUT_TOKENS),
-            "--prompt", "hello " * INPUT_TOKENS]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.floor",
+        "--url",
+        server.grpc,
+        "--model",
+        model,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--rpc",
+        rpc,
+        "--max-tokens",
+        str(OUTPUT_TOKENS),
+        "--prompt",
+        "hello " * INPUT_TOKENS,
+    ]
     if model == "stream":
         argv.append("--stream-input")
     out, cpu = _run_process(argv)
@@ -138,15 +162,41 @@ def run_floor(server: Server, model: str, concurrency: int, duration: float, rpc
 def run_llmprep(server: Server, model: str, concurrency: int, duration: float, protocol: str, work: Path) -> Run:
     report = work / f"llmprep-{model}-{protocol}.json"
     url = server.grpc if protocol == "grpc" else server.http.removeprefix("http://")
-    argv = [sys.executable, "-m", "llmprep.cli", "load", "--url", url, "--protocol", protocol, "--model", model,
-            "--concurrency", str(concurrency), "--duration", f"{duration:g}s", "--input-tokens", str(INPUT_TOKENS),
-            "--output-tokens", str(OUTPUT_TOKENS), "--report", str(report), "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "llmprep.cli",
+        "load",
+        "--url",
+        url,
+        "--protocol",
+        protocol,
+        "--model",
+        model,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        f"{duration:g}s",
+        "--input-tokens",
+        str(INPUT_TOKENS),
+        "--output-tokens",
+        str(OUTPUT_TOKENS),
+        "--report",
+        str(report),
+        "--json",
+    ]
     _, cpu = _run_process(argv)
     data = json.loads(report.read_text())
     samples = [s for s in data["samples"] if not s.get("error")]
     name = f"llmprep load ({'gRPC' if protocol == 'grpc' else 'HTTP'})"
-    return Run(name, len(samples), float(data["summary"]["duration_s"]), [s["e2e"] for s in samples],
-               [s["ttft"] for s in samples if s.get("ttft") is not None], cpu)
+    return Run(
+        name,
+        len(samples),
+        float(data["summary"]["duration_s"]),
+        [s["e2e"] for s in samples],
+        [s["ttft"] for s in samples if s.get("ttft") is not None],
+        cpu,
+    )
 
 
 def write_aiperf_templates(work: Path) -> dict[str, Path]:
@@ -166,13 +216,36 @@ def run_aiperf(server: Server, model: str, concurrency: int, duration: float, wo
     artifacts = work / f"aiperf-{model}-{time.monotonic_ns()}"
     template = write_aiperf_templates(work)[model]
     argv = [
-        str(AIPERF), "profile", "-m", model, "--endpoint-type", "template",
-        "--custom-endpoint", f"/v2/models/{model}/{'generate_stream' if stream else 'generate'}",
-        "--url", server.http, "--extra-inputs", f"payload_template:{template}",
-        "--extra-inputs", "response_field:text_output", "--tokenizer", str(tokenizer),
-        "--concurrency", str(concurrency), "--benchmark-duration", f"{duration:g}",
-        "--prompt-input-tokens-mean", str(INPUT_TOKENS), "--prompt-output-tokens-mean", str(OUTPUT_TOKENS),
-        "--ui-type", "none", "--output-artifact-dir", str(artifacts), "--no-server-metrics", "--no-gpu-telemetry",
+        str(AIPERF),
+        "profile",
+        "-m",
+        model,
+        "--endpoint-type",
+        "template",
+        "--custom-endpoint",
+        f"/v2/models/{model}/{'generate_stream' if stream else 'generate'}",
+        "--url",
+        server.http,
+        "--extra-inputs",
+        f"payload_template:{template}",
+        "--extra-inputs",
+        "response_field:text_output",
+        "--tokenizer",
+        str(tokenizer),
+        "--concurrency",
+        str(concurrency),
+        "--benchmark-duration",
+        f"{duration:g}",
+        "--prompt-input-tokens-mean",
+        str(INPUT_TOKENS),
+        "--prompt-output-tokens-mean",
+        str(OUTPUT_TOKENS),
+        "--ui-type",
+        "none",
+        "--output-artifact-dir",
+        str(artifacts),
+        "--no-server-metrics",
+        "--no-gpu-telemetry",
         *(["--streaming"] if stream else []),
     ]
     _, cpu = _run_process(argv, cwd=work)
@@ -182,7 +255,10 @@ def run_aiperf(server: Server, model: str, concurrency: int, duration: float, wo
     for line in (artifacts / "profile_export.jsonl").read_text().splitlines():
         record = json.loads(line)
         metrics = record.get("metrics") or {}
-        if record.get("metadata", {}).get("benchmark_phase", "profiling") != "profiling" or "request_latency" not in metrics:
+        if (
+            record.get("metadata", {}).get("benchmark_phase", "profiling") != "profiling"
+            or "request_latency" not in metrics
+        ):
             continue
         latencies.append(metrics["request_latency"]["value"] / 1000)
         ttft = metrics.get("time_to_first_token")
@@ -222,13 +298,26 @@ def summarize(runs: Sequence[Run], floor_name: str) -> list[dict[str, Any]]:
         ttft_mean = median([sum(r.ttft_s) / len(r.ttft_s) for r in group if r.ttft_s])
         server_ttft = median([r.server.get("ttft_s", float("nan")) for r in group])
         cpu_ms = median([r.cpu_s / r.requests * 1000 for r in group if r.requests])
-        rows.append({
-            "generator": name, "rounds": len(group), "throughput": tput, "vs_floor": tput / floor_tput,
-            "p50": p50, "mean": mean, "server": server, "overhead_mean": mean - server, "p50_over_floor": p50 - floor_p50,
-            "ttft_p50": ttft_p50, "ttft_mean": ttft_mean, "server_ttft": server_ttft,
-            "ttft_overhead": ttft_mean - server_ttft, "ttft_p50_over_floor": ttft_p50 - floor_ttft,
-            "cpu_ms": cpu_ms, "requests": sum(r.requests for r in group),
-        })
+        rows.append(
+            {
+                "generator": name,
+                "rounds": len(group),
+                "throughput": tput,
+                "vs_floor": tput / floor_tput,
+                "p50": p50,
+                "mean": mean,
+                "server": server,
+                "overhead_mean": mean - server,
+                "p50_over_floor": p50 - floor_p50,
+                "ttft_p50": ttft_p50,
+                "ttft_mean": ttft_mean,
+                "server_ttft": server_ttft,
+                "ttft_overhead": ttft_mean - server_ttft,
+                "ttft_p50_over_floor": ttft_p50 - floor_ttft,
+                "cpu_ms": cpu_ms,
+                "requests": sum(r.requests for r in group),
+            }
+        )
     return rows
 
 
@@ -242,8 +331,10 @@ def verdicts(rows: Sequence[Mapping[str, Any]], floor_name: str) -> list[str]:
     aiperf = by.get("aiperf (HTTP)")
     if aiperf is not None:
         ok = ours["throughput"] >= aiperf["throughput"]
-        out.append(f"throughput ≥ aiperf's: {fmt(ours['throughput'], 0)} vs {fmt(aiperf['throughput'], 0)} req/s "
-                   f"— {'met' if ok else 'missed'}")
+        out.append(
+            f"throughput ≥ aiperf's: {fmt(ours['throughput'], 0)} vs {fmt(aiperf['throughput'], 0)} req/s "
+            f"— {'met' if ok else 'missed'}"
+        )
     ok = ours["vs_floor"] >= 0.8
     out.append(f"throughput ≥ 80 % of {floor_name}: {fmt(ours['vs_floor'] * 100, 0)} % — {'met' if ok else 'missed'}")
     ok = ours["p50_over_floor"] <= 0.001
@@ -252,27 +343,78 @@ def verdicts(rows: Sequence[Mapping[str, Any]], floor_name: str) -> list[str]:
 
 
 def render_fast(rows: Sequence[Mapping[str, Any]], concurrency: int, floor_name: str) -> list[str]:
-    lines = [table(
-        ["generator", "req/s", "% of floor", "client p50 ms", "client mean ms", "server mean ms",
-         "client − server (mean) ms", "p50 over floor ms", "client CPU ms/req (incl. start)", "requests"],
-        [[r["generator"], fmt(r["throughput"], 0), fmt(r["vs_floor"] * 100, 0), _ms(r["p50"]), _ms(r["mean"]),
-          _ms(r["server"]), _ms(r["overhead_mean"]), _ms(r["p50_over_floor"]), fmt(r["cpu_ms"], 2), r["requests"]]
-         for r in rows],
-    )]
+    lines = [
+        table(
+            [
+                "generator",
+                "req/s",
+                "% of floor",
+                "client p50 ms",
+                "client mean ms",
+                "server mean ms",
+                "client − server (mean) ms",
+                "p50 over floor ms",
+                "client CPU ms/req (incl. start)",
+                "requests",
+            ],
+            [
+                [
+                    r["generator"],
+                    fmt(r["throughput"], 0),
+                    fmt(r["vs_floor"] * 100, 0),
+                    _ms(r["p50"]),
+                    _ms(r["mean"]),
+                    _ms(r["server"]),
+                    _ms(r["overhead_mean"]),
+                    _ms(r["p50_over_floor"]),
+                    fmt(r["cpu_ms"], 2),
+                    r["requests"],
+                ]
+                for r in rows
+            ],
+        )
+    ]
     lines += ["", f"Targets for `llmprep load` (gRPC) at concurrency {concurrency}, against {floor_name}:", ""]
     lines += [f"- {v}" for v in verdicts(rows, floor_name)]
     return lines
 
 
 def render_stream(rows: Sequence[Mapping[str, Any]], concurrency: int, floor_name: str) -> list[str]:
-    lines = [table(
-        ["generator", "req/s", "% of floor", "TTFT p50 ms", "TTFT mean ms", "server TTFT mean ms",
-         "TTFT client − server ms", "TTFT p50 over floor ms", "e2e p50 ms", "p50 over floor ms", "client CPU ms/req (incl. start)",
-         "requests"],
-        [[r["generator"], fmt(r["throughput"], 1), fmt(r["vs_floor"] * 100, 0), _ms(r["ttft_p50"]), _ms(r["ttft_mean"]),
-          _ms(r["server_ttft"]), _ms(r["ttft_overhead"]), _ms(r["ttft_p50_over_floor"]), _ms(r["p50"]),
-          _ms(r["p50_over_floor"]), fmt(r["cpu_ms"], 2), r["requests"]] for r in rows],
-    )]
+    lines = [
+        table(
+            [
+                "generator",
+                "req/s",
+                "% of floor",
+                "TTFT p50 ms",
+                "TTFT mean ms",
+                "server TTFT mean ms",
+                "TTFT client − server ms",
+                "TTFT p50 over floor ms",
+                "e2e p50 ms",
+                "p50 over floor ms",
+                "client CPU ms/req (incl. start)",
+                "requests",
+            ],
+            [
+                [
+                    r["generator"],
+                    fmt(r["throughput"], 1),
+                    fmt(r["vs_floor"] * 100, 0),
+                    _ms(r["ttft_p50"]),
+                    _ms(r["ttft_mean"]),
+                    _ms(r["server_ttft"]),
+                    _ms(r["ttft_overhead"]),
+                    _ms(r["ttft_p50_over_floor"]),
+                    _ms(r["p50"]),
+                    _ms(r["p50_over_floor"]),
+                    fmt(r["cpu_ms"], 2),
+                    r["requests"],
+                ]
+                for r in rows
+            ],
+        )
+    ]
     lines += ["", f"Targets for `llmprep load` (gRPC) at concurrency {concurrency}, against {floor_name}:", ""]
     lines += [f"- {v}" for v in verdicts(rows, floor_name)]
     return lines
@@ -284,8 +426,14 @@ def start_server(work: Path) -> Any:
 
     repository = work / "models"
     shutil.copytree(MODELS, repository, ignore=shutil.ignore_patterns("__pycache__"))
-    server = TritonProcess(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                           log_path=work / "triton.log", exit_timeout_secs=2)
+    server = TritonProcess(
+        repository,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=work / "triton.log",
+        exit_timeout_secs=2,
+    )
     server.start()
     server.wait_ready(120)
     return server
@@ -331,8 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{model}: round {index + 1}/{rounds}", flush=True)
                     for go in plan:
                         run = measured(server, model, go)
-                        print(f"  {run.generator}: {run.throughput:.1f} req/s, p50 "
-                              f"{percentile(run.latency_s, 50) * 1000:.2f} ms", flush=True)
+                        print(
+                            f"  {run.generator}: {run.throughput:.1f} req/s, p50 "
+                            f"{percentile(run.latency_s, 50) * 1000:.2f} ms",
+                            flush=True,
+                        )
                         results[model].append(run)
         finally:
             triton.stop()
@@ -346,7 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the server, {rounds} round(s) of {duration:g} s per generator, generators interleaved within each round; the "
         f"table shows medians over rounds. Prompts of {INPUT_TOKENS} tokens asking for {OUTPUT_TOKENS}. "
         "*server* = Triton's statistics API over the same run. *client CPU* = user + system CPU of the generator's "
-        "process tree per request, its start-up included (aiperf starts several processes and loads a tokenizer). aiperf: " + ("aiperf " + _aiperf_version() if use_aiperf else "not run") + ".",
+        "process tree per request, its start-up included (aiperf starts several processes and loads a tokenizer). aiperf: "
+        + ("aiperf " + _aiperf_version() if use_aiperf else "not run")
+        + ".",
         "",
         f"### `fast` model (answers at once), concurrency {args.concurrency}",
         "",

@@ -35,14 +35,19 @@ NAME = "mutation"
 MODULES: dict[str, tuple[str, ...]] = {
     "lab/hpa": ("tests/lab/test_hpa.py", "tests/lab/test_hpa_kubernetes.py", "tests/reliability/test_planted_bugs.py"),
     "load/stats": ("tests/load/test_prompts_and_stats.py",),
-    "lab/replicas": ("tests/lab/test_hpa.py", "tests/lab/test_hpa_kubernetes.py",
-                     "tests/reliability/test_planted_bugs.py"),
+    "lab/replicas": (
+        "tests/lab/test_hpa.py",
+        "tests/lab/test_hpa_kubernetes.py",
+        "tests/reliability/test_planted_bugs.py",
+    ),
     "spec/parse": ("tests/test_spec.py", "tests/test_spec_properties.py", "tests/reliability/test_planted_bugs.py"),
     "artifacts/cache": ("tests/test_cache.py", "tests/reliability/test_cache_faults.py"),
 }
 COPY = ("llmprep", "tests", "chart", "bench", "pyproject.toml", "clients", "monitoring", "containers")
-STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>killed|survived|timeout|suspicious|no tests|skipped|"
-                    r"segfault|not checked|check was interrupted by user|caught by type check)\s*$")
+STATUS = re.compile(
+    r"^\s*(?P<name>\S+): (?P<status>killed|survived|timeout|suspicious|no tests|skipped|"
+    r"segfault|not checked|check was interrupted by user|caught by type check)\s*$"
+)
 
 
 def _config(module: str) -> str:
@@ -70,11 +75,13 @@ def run_module(module: str, workdir: Path, timeout: float) -> dict[str, object]:
     (scratch / "setup.cfg").write_text(_config(module))
     mutmut = str(VENV_BIN / "mutmut")
     started = time.monotonic()
-    done = subprocess.run([mutmut, "run", "--max-children", "2"], cwd=scratch, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [mutmut, "run", "--max-children", "2"], cwd=scratch, capture_output=True, text=True, timeout=timeout
+    )
     took = time.monotonic() - started
-    listing = subprocess.run([mutmut, "results", "--all", "true"], cwd=scratch, capture_output=True, text=True,
-                             timeout=120)
+    listing = subprocess.run(
+        [mutmut, "results", "--all", "true"], cwd=scratch, capture_output=True, text=True, timeout=120
+    )
     counts: dict[str, int] = {}
     survivors: list[str] = []
     for line in listing.stdout.splitlines():
@@ -84,8 +91,10 @@ def run_module(module: str, workdir: Path, timeout: float) -> dict[str, object]:
             if match["status"] == "survived":
                 survivors.append(match["name"])
     if not counts:
-        raise SystemExit(f"mutmut on {module} gave no results (exit {done.returncode}): "
-                         f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        raise SystemExit(
+            f"mutmut on {module} gave no results (exit {done.returncode}): "
+            f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+        )
     return {"module": module, "counts": counts, "survivors": survivors, "seconds": took}
 
 
@@ -97,8 +106,16 @@ def _row(result: dict[str, object]) -> list[object]:
     other = sum(counts.values()) - killed - survived
     score = f"{100 * killed / (killed + survived):.1f} %" if killed + survived else "–"
     tests = ", ".join(f"`{t}`" for t in MODULES[str(result["module"])])
-    return [f"`llmprep/{result['module']}.py`", sum(counts.values()), killed, survived, other, score,
-            f"{float(result['seconds']) / 60:.1f}", tests]  # type: ignore[arg-type]
+    return [
+        f"`llmprep/{result['module']}.py`",
+        sum(counts.values()),
+        killed,
+        survived,
+        other,
+        score,
+        f"{float(result['seconds']) / 60:.1f}",
+        tests,
+    ]  # type: ignore[arg-type]
 
 
 HEADERS = ["module", "mutants", "killed", "survived", "not run", "score", "minutes", "tests run"]
@@ -112,7 +129,7 @@ def _old_rows(path: Path) -> dict[str, str]:
     begin, end = markers(NAME)
     if begin not in text:
         return {}
-    section = text[text.index(begin):text.index(end)]
+    section = text[text.index(begin) : text.index(end)]
     return {m.group(1): m.group(0) for m in re.finditer(r"^\| `llmprep/([a-z_/]+)\.py` \|.*$", section, re.M)}
 
 
@@ -150,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for module, names in survivors.items():
         if names:
-            shown = ", ".join(f"`{n}`" for n in names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+            shown = ", ".join(f"`{n}`" for n in names[:12]) + (
+                f" and {len(names) - 12} more" if len(names) > 12 else ""
+            )
             lines += ["", f"Survivors in `{module}` this run ({len(names)}): {shown}."]
     write_section(NAME, "\n".join(lines), args.out)
     print("\n".join(rows[m] for m in sorted(rows)))

@@ -148,22 +148,54 @@ CASES: dict[str, Case] = {
         Case("engine-ensemble", "engine", "ensemble", "ensemble", ("model.tensorrtLlm.runtime=engine",)),
         # Upstream's BLS model serves its requests one after another inside execute(): with one
         # instance a replica's capacity would be one request, so give it maxInFlight instances.
-        Case("engine-bls", "engine", "BLS", "tensorrt_llm_bls",
-             ("model.tensorrtLlm.runtime=engine", "model.repository.instances.bls=4"),
-             note="model.repository.instances.bls=4 (= maxInFlight)"),
+        Case(
+            "engine-bls",
+            "engine",
+            "BLS",
+            "tensorrt_llm_bls",
+            ("model.tensorrtLlm.runtime=engine", "model.repository.instances.bls=4"),
+            note="model.repository.instances.bls=4 (= maxInFlight)",
+        ),
         # The proof streams; since issue 18 the llmapi model is unary unless asked (upstream's default).
-        Case("pytorch-llmapi", "pytorch", "llmapi", None,
-             ("model.tensorrtLlm.runtime=pytorch", "model.repository.llmapiDecoupled=true"),
-             note="model.repository.llmapiDecoupled=true (streaming)"),
-        Case("engine-ensemble-queueInTriton", "engine", "ensemble", "ensemble",
-             ("model.tensorrtLlm.runtime=engine",), {"queueInTriton": True},
-             note="opposite assumption: model.standin.queueInTriton=true"),
-        Case("engine-ensemble-kv", "engine", "ensemble", "ensemble", ("model.tensorrtLlm.runtime=engine",),
-             KV_STANDIN, note="KV pool of 4 sequences, batcher of 8", regime=KV_BOUND, input_tokens=KV_INPUT_TOKENS),
-        Case("pytorch-llmapi-kv", "pytorch", "llmapi", None,
-             ("model.tensorrtLlm.runtime=pytorch", "model.repository.llmapiDecoupled=true"),
-             KV_STANDIN, note="KV pool of 4 sequences, batcher of 8; streaming", regime=KV_BOUND,
-             input_tokens=KV_INPUT_TOKENS),
+        Case(
+            "pytorch-llmapi",
+            "pytorch",
+            "llmapi",
+            None,
+            ("model.tensorrtLlm.runtime=pytorch", "model.repository.llmapiDecoupled=true"),
+            note="model.repository.llmapiDecoupled=true (streaming)",
+        ),
+        Case(
+            "engine-ensemble-queueInTriton",
+            "engine",
+            "ensemble",
+            "ensemble",
+            ("model.tensorrtLlm.runtime=engine",),
+            {"queueInTriton": True},
+            note="opposite assumption: model.standin.queueInTriton=true",
+        ),
+        Case(
+            "engine-ensemble-kv",
+            "engine",
+            "ensemble",
+            "ensemble",
+            ("model.tensorrtLlm.runtime=engine",),
+            KV_STANDIN,
+            note="KV pool of 4 sequences, batcher of 8",
+            regime=KV_BOUND,
+            input_tokens=KV_INPUT_TOKENS,
+        ),
+        Case(
+            "pytorch-llmapi-kv",
+            "pytorch",
+            "llmapi",
+            None,
+            ("model.tensorrtLlm.runtime=pytorch", "model.repository.llmapiDecoupled=true"),
+            KV_STANDIN,
+            note="KV pool of 4 sequences, batcher of 8; streaming",
+            regime=KV_BOUND,
+            input_tokens=KV_INPUT_TOKENS,
+        ),
     )
 }
 # Issue 19: both regimes for both runtimes the stand-in serves (BLS and queueInTriton: --case).
@@ -173,8 +205,9 @@ DEFAULT_CASES = ("engine-ensemble", "pytorch-llmapi", "engine-ensemble-kv", "pyt
 # --------------------------------------------------------------------------- the verdict
 
 
-def first_sustained(rows: Sequence[Mapping[str, Any]], key: str, threshold: float, start: float,
-                    consecutive: int = CONSECUTIVE_S) -> float | None:
+def first_sustained(
+    rows: Sequence[Mapping[str, Any]], key: str, threshold: float, start: float, consecutive: int = CONSECUTIVE_S
+) -> float | None:
     """The time of the first of `consecutive` rows after `start` whose `key` is at or above `threshold`."""
     run: list[float] = []
     for row in rows:
@@ -226,8 +259,13 @@ def judge(
 
     levels = []
     for level, _, lo, hi in windows:
-        entry: dict[str, Any] = {"level": level, "from_s": lo, "to_s": hi,
-                                 "e2e_p95_s": median("e2e_p95_s", lo, hi), "ok_per_s": median("ok_per_s", lo, hi)}
+        entry: dict[str, Any] = {
+            "level": level,
+            "from_s": lo,
+            "to_s": hi,
+            "e2e_p95_s": median("e2e_p95_s", lo, hi),
+            "ok_per_s": median("ok_per_s", lo, hi),
+        }
         for name in SIGNALS:
             entry[name] = median(f"signal {name}", lo, hi)
         levels.append(entry)
@@ -262,47 +300,73 @@ def judge(
         # cluster), so the order of the two inside one step is a coin toss (measured: ±1 s, flipping
         # between two runs of the same case); a signal that crosses only at a later step is late.
         in_time = crossed is not None and (
-            breach is None or crossed < breach or (crossed_level is not None and crossed_level <= level_at(breach)))
+            breach is None or crossed < breach or (crossed_level is not None and crossed_level <= level_at(breach))
+        )
         reasons = []
         if not monotone:
-            reasons.append(f"not monotone past saturation (ρ={rho:.2f}, rise {num(rise)} < {MARGIN_OF_TARGET:g}×target)"
-                           if rho >= SPEARMAN_MIN else f"not monotone past saturation (ρ={rho:.2f})")
+            reasons.append(
+                f"not monotone past saturation (ρ={rho:.2f}, rise {num(rise)} < {MARGIN_OF_TARGET:g}×target)"
+                if rho >= SPEARMAN_MIN
+                else f"not monotone past saturation (ρ={rho:.2f})"
+            )
         if crossed is None:
             reasons.append("never reaches its target")
         elif not in_time:
-            reasons.append(f"reaches its target {crossed - breach:.0f} s after p95 passed the SLO, at a later load step"
-                           if breach else "")
+            reasons.append(
+                f"reaches its target {crossed - breach:.0f} s after p95 passed the SLO, at a later load step"
+                if breach
+                else ""
+            )
         half = next((v for x, v in zip(levels_x, meds, strict=True) if x == 0.5), None)
         quiet = None if half is None else half < target
         proven = monotone and in_time
-        verdicts.append(SignalVerdict(
-            case=case.name, runtime=case.runtime, layout=case.layout, signal=name, target=target,
-            target_source=source, medians=meds, spearman=round(rho, 3),
-            rise_1x_to_4x=None if rise is None else round(rise, 4), monotone=monotone,
-            crossed_at_s=crossed, crossed_at_level=crossed_level, slo_breach_at_s=breach,
-            crosses_before_slo=in_time, quiet_under_capacity=quiet, verdict="proven" if proven else "not proven",
-            reason="; ".join(r for r in reasons if r) or "rises past saturation and crosses before the SLO",
-        ))
+        verdicts.append(
+            SignalVerdict(
+                case=case.name,
+                runtime=case.runtime,
+                layout=case.layout,
+                signal=name,
+                target=target,
+                target_source=source,
+                medians=meds,
+                spearman=round(rho, 3),
+                rise_1x_to_4x=None if rise is None else round(rise, 4),
+                monotone=monotone,
+                crossed_at_s=crossed,
+                crossed_at_level=crossed_level,
+                slo_breach_at_s=breach,
+                crosses_before_slo=in_time,
+                quiet_under_capacity=quiet,
+                verdict="proven" if proven else "not proven",
+                reason="; ".join(r for r in reasons if r) or "rises past saturation and crosses before the SLO",
+            )
+        )
     return verdicts, levels
 
 
 # --------------------------------------------------------------------------- one case
 
 
-def scenario_doc(case: Case, levels: Sequence[float], hold_s: float, speed: float, capacity: int,
-                 slo_ms: float) -> dict[str, Any]:
+def scenario_doc(
+    case: Case, levels: Sequence[float], hold_s: float, speed: float, capacity: int, slo_ms: float
+) -> dict[str, Any]:
     stages = [{"step": {"to": int(round(level * capacity)), "for": f"{hold_s:g}s"}} for level in levels]
     return {
         "name": f"signals-{case.name}",
         "description": f"Signals proof, {case.runtime}/{case.layout} {case.regime}: idle to 4× one replica's "
-                       "capacity, pinned to 1.",
+        "capacity, pinned to 1.",
         "values": ["cpu-standin.values.yaml"],
         "set": [*case.sets, "autoscaling.replicas.minimum=1", "autoscaling.replicas.maximum=1"],
         "speed": speed,
         "syncPeriod": "15s",
         "load": {
-            "protocol": "grpc", "unit": "clients", "stages": stages, "inputTokens": case.input_tokens,
-            "connections": 8, "reconnectEvery": "2s", "timeout": "60s",
+            "protocol": "grpc",
+            "unit": "clients",
+            "stages": stages,
+            "inputTokens": case.input_tokens,
+            "connections": 8,
+            "reconnectEvery": "2s",
+            "timeout": "60s",
             **({"model": case.model} if case.model else {}),
         },
         "standin": {"decodeMsPerStep": DECODE_MS_PER_STEP, **case.standin},
@@ -330,8 +394,9 @@ def run_case(case: Case, *, out_dir: Path, levels: Sequence[float], hold_s: floa
     return analyse(case, report, levels=levels, hold_s=hold_s, report_path=result.paths.get("markdown"))
 
 
-def analyse(case: Case, report: Mapping[str, Any], *, levels: Sequence[float], hold_s: float,
-            report_path: Path | None = None) -> dict[str, Any]:
+def analyse(
+    case: Case, report: Mapping[str, Any], *, levels: Sequence[float], hold_s: float, report_path: Path | None = None
+) -> dict[str, Any]:
     """The verdicts of one lab run, from its report.json."""
     rows = report["timeseries"]
     configuration = report["configuration"]
@@ -367,14 +432,18 @@ def analyse(case: Case, report: Mapping[str, Any], *, levels: Sequence[float], h
         "verdicts": [asdict(v) for v in verdicts],
         "budget": report.get("reaction_time_budget", []),
         "hpa_metrics": configuration["hpa"]["metrics"],
-        "lab_summary": {k: report["summary"].get(k) for k in ("requests", "failed_requests", "e2e_p95_s", "duration_s")},
+        "lab_summary": {
+            k: report["summary"].get(k) for k in ("requests", "failed_requests", "e2e_p95_s", "duration_s")
+        },
         "invalid": invalid,
-        "verification": {k: report.get("verification", {}).get(k)
-                         for k in ("recording_rules_checked", "recording_rules_matched")},
+        "verification": {
+            k: report.get("verification", {}).get(k) for k in ("recording_rules_checked", "recording_rules_matched")
+        },
         "notes": report.get("notes", []),
         "report": str(report_path or ""),
         "lab_run_started_utc": datetime.fromtimestamp(rows[0]["time"], timezone.utc).isoformat(timespec="seconds")
-        if rows else None,
+        if rows
+        else None,
     }
 
 
@@ -402,20 +471,28 @@ def run_proof(
     for name in cases:
         if rejudge:  # judge the lab runs already in out_dir again (after changing the test, not the runs)
             report = json.loads((out_dir / name / "report.json").read_text())
-            results.append(analyse(CASES[name], report, levels=levels, hold_s=hold,
-                                   report_path=out_dir / name / "report.md"))
+            results.append(
+                analyse(CASES[name], report, levels=levels, hold_s=hold, report_path=out_dir / name / "report.md")
+            )
         else:
             results.append(run_case(CASES[name], out_dir=out_dir, levels=levels, hold_s=hold, speed=speed))
     doc = {
-        "command": " ".join(["python", "bench/signals_proof.py", *sys.argv[1:]]) if sys.argv[0].endswith(
-            "signals_proof.py") else None,
+        "command": " ".join(["python", "bench/signals_proof.py", *sys.argv[1:]])
+        if sys.argv[0].endswith("signals_proof.py")
+        else None,
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()}: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"Python {platform.python_version()}",
-        "levels": list(levels), "hold_s": hold, "speed": speed,
-        "test": {"spearman_min": SPEARMAN_MIN, "margin_of_target": MARGIN_OF_TARGET, "consecutive_s": CONSECUTIVE_S,
-                 "slo_times_service": SLO_TIMES_SERVICE},
+        f"Python {platform.python_version()}",
+        "levels": list(levels),
+        "hold_s": hold,
+        "speed": speed,
+        "test": {
+            "spearman_min": SPEARMAN_MIN,
+            "margin_of_target": MARGIN_OF_TARGET,
+            "consecutive_s": CONSECUTIVE_S,
+            "slo_times_service": SLO_TIMES_SERVICE,
+        },
         "results": results,
     }
     doc["elapsed_s"] = round((datetime.now(timezone.utc) - started).total_seconds())
@@ -425,8 +502,11 @@ def run_proof(
         doc.update({k: old[k] for k in ("command", "started_utc", "finished_utc", "machine", "elapsed_s") if k in old})
     out_dir.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out_dir / "signals.json", json.dumps(doc, indent=2, default=str).encode(), mode=0o644)
-    write_bytes_atomic(out_dir / "signals.md", "\n".join(
-        [summary_markdown(results, SIGNALS), table_markdown(results), levels_markdown(results)]).encode(), mode=0o644)
+    write_bytes_atomic(
+        out_dir / "signals.md",
+        "\n".join([summary_markdown(results, SIGNALS), table_markdown(results), levels_markdown(results)]).encode(),
+        mode=0o644,
+    )
     plots: list[str] = []
     if plots_dir is not None:
         for runtime, regime in sorted({(r["case"]["runtime"], r["case"].get("regime", BATCH_BOUND)) for r in results}):
@@ -441,23 +521,36 @@ def run_proof(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", choices=sorted(CASES), help="run only this case (repeatable)")
-    parser.add_argument("--short", action="store_true", help="levels 0, 1×, 1.5×, 2×, 4× and 20 s holds (the test's mode)")
+    parser.add_argument(
+        "--short", action="store_true", help="levels 0, 1×, 1.5×, 2×, 4× and 20 s holds (the test's mode)"
+    )
     parser.add_argument("--hold", type=float, default=None, help="seconds at each load level")
     parser.add_argument("--speed", type=float, default=5.0, help="the lab's time compression of the control loop")
-    parser.add_argument("--out", type=Path, default=Path("signals-out"), help="folder for signals.json/.md and lab runs")
-    parser.add_argument("--plots", type=Path, default=ROOT / "docs" / "img",
-                        help="folder for signals-<runtime>-<regime>.png")
+    parser.add_argument(
+        "--out", type=Path, default=Path("signals-out"), help="folder for signals.json/.md and lab runs"
+    )
+    parser.add_argument(
+        "--plots", type=Path, default=ROOT / "docs" / "img", help="folder for signals-<runtime>-<regime>.png"
+    )
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--rejudge", action="store_true", help="judge the lab runs already in --out again, run nothing")
-    parser.add_argument("--doc", type=Path, default=None,
-                        help="rewrite the measured block of this page (docs/signals.md) from the runs")
+    parser.add_argument(
+        "--doc", type=Path, default=None, help="rewrite the measured block of this page (docs/signals.md) from the runs"
+    )
     args = parser.parse_args(argv)
     from llmprep.errors import LlmprepError
 
     try:
-        doc = run_proof(args.case or DEFAULT_CASES, out_dir=args.out, plots_dir=None if args.no_plots else args.plots,
-                        short=args.short, hold_s=args.hold, speed=args.speed, rejudge=args.rejudge,
-                        doc_path=args.doc)
+        doc = run_proof(
+            args.case or DEFAULT_CASES,
+            out_dir=args.out,
+            plots_dir=None if args.no_plots else args.plots,
+            short=args.short,
+            hold_s=args.hold,
+            speed=args.speed,
+            rejudge=args.rejudge,
+            doc_path=args.doc,
+        )
     except LlmprepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

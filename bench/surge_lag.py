@@ -94,8 +94,11 @@ def _one_replica(monitoring: Mapping[str, Any], metric: Mapping[str, Any], metri
     return {
         "monitoring": dict(monitoring),
         # No list: null, not [] (which stands for the chart's runtime defaults).
-        "autoscaling": {"replicas": {"minimum": 1, "maximum": 1}, "metric": dict(metric),
-                        "metrics": list(metrics) or None},
+        "autoscaling": {
+            "replicas": {"minimum": 1, "maximum": 1},
+            "metric": dict(metric),
+            "metrics": list(metrics) or None,
+        },
     }
 
 
@@ -109,30 +112,53 @@ def configurations() -> tuple[list[LabConfig], str]:
     mon = defaults.get("monitoring", {})
     chart_monitoring = {
         "podMonitor": {"interval": mon.get("podMonitor", {}).get("interval")},
-        "prometheusRule": {"interval": mon.get("prometheusRule", {}).get("interval"),
-                           "window": mon.get("prometheusRule", {}).get("window")},
+        "prometheusRule": {
+            "interval": mon.get("prometheusRule", {}).get("interval"),
+            "window": mon.get("prometheusRule", {}).get("window"),
+        },
     }
     chart_metrics = default_hpa_inputs()
     lab_metrics = list(lab_values().get("autoscaling", {}).get("metrics") or [])
     runs = [
-        LabConfig("seed", _one_replica(SEED_MONITORING, SEED_METRIC, []), STANDIN,
-                  "tutorial monitoring; stand-in hands requests to its batcher (as TensorRT-LLM does)"),
-        LabConfig("seed, queue in Triton", _one_replica(SEED_MONITORING, SEED_METRIC, []),
-                  {**STANDIN, "queueInTriton": True}, "tutorial monitoring; stand-in queues in Triton's scheduler"),
+        LabConfig(
+            "seed",
+            _one_replica(SEED_MONITORING, SEED_METRIC, []),
+            STANDIN,
+            "tutorial monitoring; stand-in hands requests to its batcher (as TensorRT-LLM does)",
+        ),
+        LabConfig(
+            "seed, queue in Triton",
+            _one_replica(SEED_MONITORING, SEED_METRIC, []),
+            {**STANDIN, "queueInTriton": True},
+            "tutorial monitoring; stand-in queues in Triton's scheduler",
+        ),
     ]
     same = chart_monitoring == SEED_MONITORING
     if not same:
-        runs.append(LabConfig("chart defaults", _one_replica(chart_monitoring, {"name": ""}, lab_metrics or chart_metrics),
-                              STANDIN, "the chart's monitoring defaults"))
+        runs.append(
+            LabConfig(
+                "chart defaults",
+                _one_replica(chart_monitoring, {"name": ""}, lab_metrics or chart_metrics),
+                STANDIN,
+                "the chart's monitoring defaults",
+            )
+        )
     how = (
         f"The chart's defaults (chart/values.yaml) are scrape {chart_monitoring['podMonitor']['interval']}, evaluation "
         f"{chart_monitoring['prometheusRule']['interval']}, window {chart_monitoring['prometheusRule']['window']}, HPA "
         f"inputs {_listed(chart_metrics)} (the HPA acts on whichever crosses first)"
-        + ("; the lab's profile (llmprep/data/lab/cpu-standin.values.yaml) replaces them with " + _listed(lab_metrics)
-           if lab_metrics else "")
+        + (
+            "; the lab's profile (llmprep/data/lab/cpu-standin.values.yaml) replaces them with " + _listed(lab_metrics)
+            if lab_metrics
+            else ""
+        )
         + ". "
-        + ("The monitoring is the seed's, so the `seed` run measures the defaults' signals too; the row `chart "
-           "default` is, per step, the first of them to cross." if same else "")
+        + (
+            "The monitoring is the seed's, so the `seed` run measures the defaults' signals too; the row `chart "
+            "default` is, per step, the first of them to cross."
+            if same
+            else ""
+        )
     )
     return runs, how
 
@@ -185,8 +211,14 @@ def lags_of(run: LabRun, steps_at: Sequence[float], high_s: float) -> list[Lag]:
         column = f"signal {signal}"
         per_step: list[float | None] = []
         for at in steps_at:
-            hit = next((r["t"] for r in run.rows if at <= r["t"] <= at + high_s and r.get(column) is not None
-                        and r[column] >= target), None)
+            hit = next(
+                (
+                    r["t"]
+                    for r in run.rows
+                    if at <= r["t"] <= at + high_s and r.get(column) is not None and r[column] >= target
+                ),
+                None,
+            )
             per_step.append(None if hit is None else hit - at)
         out.append(Lag(run.config.name, ((signal, target),), per_step))
     return out
@@ -215,8 +247,9 @@ def _status(lag: Lag, run: LabRun, steps_at: Sequence[float]) -> tuple[str, floa
     return f"{value:.1f} s = {value / floor:.2f}× the floor", value
 
 
-def render(runs: Sequence[LabRun], lags: Sequence[Lag], steps_at: Sequence[float], how: str, command: str,
-           speed: float) -> str:
+def render(
+    runs: Sequence[LabRun], lags: Sequence[Lag], steps_at: Sequence[float], how: str, command: str, speed: float
+) -> str:
     lines = section_header("Surge detection lag (issue 8, item 1)", command)
     first = runs[0]
     floor = first.scrape_s + first.evaluation_s
@@ -241,15 +274,31 @@ def render(runs: Sequence[LabRun], lags: Sequence[Lag], steps_at: Sequence[float
         if all(r.get(f"signal {signal}") is None for r in run.rows for signal, _ in lag.parts):
             rows.append([lag.run, lag.text, "no series recorded", "–", "–", "–", "–"])
             continue
-        rows.append([
-            lag.run, lag.text,
-            " ".join("never" if x is None else f"{x:.0f}" for x in lag.lags),
-            "never" if med != med else f"{med:.1f}", "–" if med != med else f"{med / floor_run:.2f}",
-            "–" if med != med else f"{med * speed:.0f}",
-            "yes" if valid else "no: already over target before the step",
-        ])
-    lines.append(table(["run", "signal ≥ target", "lag per step (lab s)", "median lab s", "× floor", "cluster s",
-                        "below target before each step"], rows))
+        rows.append(
+            [
+                lag.run,
+                lag.text,
+                " ".join("never" if x is None else f"{x:.0f}" for x in lag.lags),
+                "never" if med != med else f"{med:.1f}",
+                "–" if med != med else f"{med / floor_run:.2f}",
+                "–" if med != med else f"{med * speed:.0f}",
+                "yes" if valid else "no: already over target before the step",
+            ]
+        )
+    lines.append(
+        table(
+            [
+                "run",
+                "signal ≥ target",
+                "lag per step (lab s)",
+                "median lab s",
+                "× floor",
+                "cluster s",
+                "below target before each step",
+            ],
+            rows,
+        )
+    )
     lines += ["", "Verdicts (issue 8: our default ≤ 1.5× the floor and ≤ 0.5× the seed's lag):", ""]
     seed_lag = float("nan")
     for run_name in ("seed", "seed, queue in Triton"):
@@ -264,10 +313,15 @@ def render(runs: Sequence[LabRun], lags: Sequence[Lag], steps_at: Sequence[float
     if ours is not None:
         status, value = _status(ours, by_run[ours.run], steps_at)
         ok_floor = value == value and value <= 1.5 * floor
-        versus = ("the seed's input has no lag to halve: it cannot tell a surge" if seed_lag != seed_lag else
-                  f"≤ 0.5× the seed's {seed_lag:.1f} s {'met' if value <= 0.5 * seed_lag else 'missed'}")
-        lines.append(f"- {ours.text} (the HPA inputs the chart ships, run `{ours.run}`): {status} — "
-                     f"≤ 1.5× floor {'met' if ok_floor else 'missed'}; {versus}")
+        versus = (
+            "the seed's input has no lag to halve: it cannot tell a surge"
+            if seed_lag != seed_lag
+            else f"≤ 0.5× the seed's {seed_lag:.1f} s {'met' if value <= 0.5 * seed_lag else 'missed'}"
+        )
+        lines.append(
+            f"- {ours.text} (the HPA inputs the chart ships, run `{ours.run}`): {status} — "
+            f"≤ 1.5× floor {'met' if ok_floor else 'missed'}; {versus}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -29,26 +29,52 @@ ENV = "LLMPREP_TIMINGS"
 TESTS: list[tuple[str, bool]] = [
     ("tests/test_drain.py::test_the_command_waits_for_a_real_client_to_close_its_connection", False),
     ("tests/load/test_load_e2e.py::test_an_open_loop_sends_poisson_arrivals_at_the_rate", False),
-    ("tests/e2e/test_standin_queueing.py::test_hand_off_keeps_tritons_queue_flat_while_requests_wait_in_the_engine", False),
-    ("tests/e2e/test_standin_queueing.py::test_queue_in_triton_makes_requests_wait_in_tritons_queue_under_overload", False),
-    ("tests/reliability/test_lab_drain.py::"
-     "test_a_replica_killed_under_load_leaves_the_rotation_and_is_replaced_with_bounded_failures", True),
+    (
+        "tests/e2e/test_standin_queueing.py::test_hand_off_keeps_tritons_queue_flat_while_requests_wait_in_the_engine",
+        False,
+    ),
+    (
+        "tests/e2e/test_standin_queueing.py::test_queue_in_triton_makes_requests_wait_in_tritons_queue_under_overload",
+        False,
+    ),
+    (
+        "tests/reliability/test_lab_drain.py::"
+        "test_a_replica_killed_under_load_leaves_the_rotation_and_is_replaced_with_bounded_failures",
+        True,
+    ),
 ]
 
 # name -> (title, {value key: (column header, digits)}), in the order the section shows them
 SHOWN: dict[str, tuple[str, dict[str, tuple[str, int]]]] = {
-    "drain_exit": ("`llmprep drain`: a real client closes its connection", {
-        "after_close_s": ("drain exits after the close, s", 2)}),
-    "poisson_arrivals": ("`llmprep load` open loop, 40 req/s for 2 s (80 expected)", {
-        "sent": ("requests sent", 0), "scheduled": ("seeded draws that fit 2 s (+ 50 ms)", 0),
-        "spearman": ("rank correlation of gaps with the schedule", 3), "slope": ("slope of gap on draw", 2)}),
-    "standin_queue": ("stand-in on tritonserver, 8 streaming clients, 2 in flight", {
-        "queue_share": ("Triton queue time / client latency", 3),
-        "compute_share": ("Triton compute time / client latency", 3)}),
-    "kill_window": ("lab: `kill -9` of 1 of 3 replicas under streaming load", {
-        "out_of_rotation_s": ("out of the front's rotation after, s", 2),
-        "last_failure_s": ("last failed request started after the kill, s", 2),
-        "failed": ("failed requests", 0), "after": ("requests after the kill", 0)}),
+    "drain_exit": (
+        "`llmprep drain`: a real client closes its connection",
+        {"after_close_s": ("drain exits after the close, s", 2)},
+    ),
+    "poisson_arrivals": (
+        "`llmprep load` open loop, 40 req/s for 2 s (80 expected)",
+        {
+            "sent": ("requests sent", 0),
+            "scheduled": ("seeded draws that fit 2 s (+ 50 ms)", 0),
+            "spearman": ("rank correlation of gaps with the schedule", 3),
+            "slope": ("slope of gap on draw", 2),
+        },
+    ),
+    "standin_queue": (
+        "stand-in on tritonserver, 8 streaming clients, 2 in flight",
+        {
+            "queue_share": ("Triton queue time / client latency", 3),
+            "compute_share": ("Triton compute time / client latency", 3),
+        },
+    ),
+    "kill_window": (
+        "lab: `kill -9` of 1 of 3 replicas under streaming load",
+        {
+            "out_of_rotation_s": ("out of the front's rotation after, s", 2),
+            "last_failure_s": ("last failed request started after the kill, s", 2),
+            "failed": ("failed requests", 0),
+            "after": ("requests after the kill", 0),
+        },
+    ),
 }
 
 
@@ -66,8 +92,11 @@ def run_tests(runs: int, *, with_lab: bool, log: Path) -> list[dict[str, Any]]:
     ids = [node for node, lab in TESTS if with_lab or not lab]
     for _ in range(runs):
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ids], cwd=root,
-            env={**os.environ, ENV: str(log), "PYTHONPATH": str(root)}, capture_output=True, text=True,
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ids],
+            cwd=root,
+            env={**os.environ, ENV: str(log), "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
@@ -86,7 +115,8 @@ def section(rows: list[dict[str, Any]], runs: int, command: str) -> str:
     lines = section_header("Timings moved out of the tests (issue 22, item 10)", command)
     lines += [
         "The tests below assert behaviour only; these are the durations and ratios they once bounded,",
-        f"measured by running them ({runs} run(s); median, with min–max over every recorded case).", "",
+        f"measured by running them ({runs} run(s); median, with min–max over every recorded case).",
+        "",
     ]
     for name, (title, keys) in SHOWN.items():
         mine = [r for r in rows if r.get("name") == name]
@@ -104,7 +134,9 @@ def section(rows: list[dict[str, Any]], runs: int, command: str) -> str:
                     cells.append("–")
                     continue
                 mid = fmt(median(values), digits)
-                cells.append(mid if len(values) == 1 else f"{mid} ({fmt(min(values), digits)}–{fmt(max(values), digits)})")
+                cells.append(
+                    mid if len(values) == 1 else f"{mid} ({fmt(min(values), digits)}–{fmt(max(values), digits)})"
+                )
             body.append(cells)
         lines += [f"### {title}", "", table(["case", "n", *[h for h, _ in keys.values()]], body), ""]
     return "\n".join(lines)

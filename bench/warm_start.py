@@ -47,8 +47,12 @@ class Timed:
 def _cli(args: Sequence[str], env: Mapping[str, str], timeout: float = 300) -> tuple[Timed, dict[str, object]]:
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "llmprep.cli", *args], capture_output=True, text=True,
-        env={**os.environ, **env}, cwd=ROOT, timeout=timeout,
+        [sys.executable, "-m", "llmprep.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        timeout=timeout,
     )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
@@ -67,14 +71,22 @@ def _rerun_doubles(calls: Sequence[dict[str, object]], env: Mapping[str, str], s
     for call in calls:
         raw = call["argv"]
         argv = [str(a) for a in raw] if isinstance(raw, list) else []
-        for flag, value in (("--output_dir", converted if call["tool"] == "convert" else engines),
-                            ("--checkpoint_dir", converted)):
+        for flag, value in (
+            ("--output_dir", converted if call["tool"] == "convert" else engines),
+            ("--checkpoint_dir", converted),
+        ):
             if flag in argv:
                 argv[argv.index(flag) + 1] = str(value)
         command = [sys.executable, *argv] if argv[0].endswith(".py") else argv
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, env={**os.environ, **env, "LLMPREP_DOUBLE_LOG": ""},
-                       cwd=scratch, timeout=300)
+        subprocess.run(
+            command,
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env, "LLMPREP_DOUBLE_LOG": ""},
+            cwd=scratch,
+            timeout=300,
+        )
         total += time.perf_counter() - started
     shutil.rmtree(converted, ignore_errors=True)
     shutil.rmtree(engines, ignore_errors=True)
@@ -96,8 +108,9 @@ def bench_prepare(work: Path, kind: str, cold_runs: int, warm_runs: int) -> dict
     for index in range(cold_runs):
         cache = base / f"cache-{index}"
         rel.log.unlink(missing_ok=True)
-        timed, data = _cli(["prepare", "--set", f"model.name={REPO}", "--cache", str(cache), "--hub-cache", str(hub),
-                            "--json"], env)
+        timed, data = _cli(
+            ["prepare", "--set", f"model.name={REPO}", "--cache", str(cache), "--hub-cache", str(hub), "--json"], env
+        )
         if not data.get("built"):
             raise RuntimeError(f"cold prepare {index} did not build: {data}")
         colds.append(timed)
@@ -105,14 +118,31 @@ def bench_prepare(work: Path, kind: str, cold_runs: int, warm_runs: int) -> dict
     warms: list[Timed] = []
     for _ in range(warm_runs):
         # No Hub cache at all: a warm start must not need one.
-        timed, data = _cli(["prepare", "--set", f"model.name={REPO}", "--cache", str(cache), "--hub-cache",
-                            str(base / "no-hub"), "--json"], env)
+        timed, data = _cli(
+            [
+                "prepare",
+                "--set",
+                f"model.name={REPO}",
+                "--cache",
+                str(cache),
+                "--hub-cache",
+                str(base / "no-hub"),
+                "--json",
+            ],
+            env,
+        )
         if data.get("built"):
             raise RuntimeError(f"warm prepare built again: {data}")
         warms.append(timed)
     tools = sorted({str(c["tool"]) for c in rel.calls()})
-    return {"kind": kind, "runtime": data.get("runtime", kind), "cold": colds, "warm": warms, "doubles": doubles,
-            "tools": tools}
+    return {
+        "kind": kind,
+        "runtime": data.get("runtime", kind),
+        "cold": colds,
+        "warm": warms,
+        "doubles": doubles,
+        "tools": tools,
+    }
 
 
 def bench_cli_floor(runs: int) -> list[float]:
@@ -131,13 +161,29 @@ def _time_to_ready(repository: Path, log_path: Path, timeout: float = 120) -> fl
     from llmprep.serve.triton import http_ok
 
     http, grpc, metrics = free_port(), free_port(), free_port()
-    args = [sys.executable, "-m", "llmprep.cli", "serve", "--repository", str(repository), "--address", "127.0.0.1",
-            "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-            "--exit-timeout-secs", "2"]
+    args = [
+        sys.executable,
+        "-m",
+        "llmprep.cli",
+        "serve",
+        "--repository",
+        str(repository),
+        "--address",
+        "127.0.0.1",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--exit-timeout-secs",
+        "2",
+    ]
     with log_path.open("ab") as log:
         started = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True
+        )
     try:
         deadline = started + timeout
         while True:
@@ -201,8 +247,9 @@ def _range_ms(values: Sequence[float]) -> str:
     return f"{min(values) * 1000:.0f}–{max(values) * 1000:.0f}" if values else "–"
 
 
-def render(results: Sequence[dict[str, object]], floor: Sequence[float], ready: Mapping[str, list[float]],
-           command: str) -> str:
+def render(
+    results: Sequence[dict[str, object]], floor: Sequence[float], ready: Mapping[str, list[float]], command: str
+) -> str:
     lines = section_header("Warm start (issue 8, item 3)", command)
     lines += [
         "### `llmprep prepare`: cold vs warm cache",
@@ -223,38 +270,79 @@ def render(results: Sequence[dict[str, object]], floor: Sequence[float], ready: 
         doubles = list(r["doubles"])  # type: ignore[call-overload]
         own = [c - d for c, d in zip(cold, doubles, strict=True)]
         verdict = "met" if median(warm) <= WARM_TARGET_S else "missed"
-        rows.append([
-            f"`{r['runtime']}` ({', '.join(r['tools']) or 'no build tools'})",  # type: ignore[arg-type]
-            f"{_ms(cold)} ({_range_ms(cold)})", _ms(cold_inner), _ms(doubles), _ms(own),
-            f"{_ms(warm)} ({_range_ms(warm)})", _ms(warm_inner), f"{len(r['cold'])}/{len(r['warm'])}",  # type: ignore[arg-type]
-            f"≤ {WARM_TARGET_S * 1000:.0f} ms: {verdict}",
-        ])
-    lines.append(table(
-        ["runtime (doubles run)", "cold wall ms", "cold in-process ms", "doubles ms", "llmprep's own cold ms",
-         "warm wall ms", "warm in-process ms", "runs cold/warm", "warm target"], rows))
-    lines += ["", f"`llmprep --version` (interpreter start + CLI imports, the floor of any CLI call): "
-              f"{_ms(floor)} ms median ({_range_ms(floor)}, {len(floor)} runs).", ""]
+        rows.append(
+            [
+                f"`{r['runtime']}` ({', '.join(r['tools']) or 'no build tools'})",  # type: ignore[arg-type]
+                f"{_ms(cold)} ({_range_ms(cold)})",
+                _ms(cold_inner),
+                _ms(doubles),
+                _ms(own),
+                f"{_ms(warm)} ({_range_ms(warm)})",
+                _ms(warm_inner),
+                f"{len(r['cold'])}/{len(r['warm'])}",  # type: ignore[arg-type]
+                f"≤ {WARM_TARGET_S * 1000:.0f} ms: {verdict}",
+            ]
+        )
+    lines.append(
+        table(
+            [
+                "runtime (doubles run)",
+                "cold wall ms",
+                "cold in-process ms",
+                "doubles ms",
+                "llmprep's own cold ms",
+                "warm wall ms",
+                "warm in-process ms",
+                "runs cold/warm",
+                "warm target",
+            ],
+            rows,
+        )
+    )
+    lines += [
+        "",
+        f"`llmprep --version` (interpreter start + CLI imports, the floor of any CLI call): "
+        f"{_ms(floor)} ms median ({_range_ms(floor)}, {len(floor)} runs).",
+        "",
+    ]
     lines += [
         "### Replica time to ready: cold vs warm",
         "",
         "`llmprep serve --repository R --address 127.0.0.1` of a stand-in repository (`llmprep.repo.write_repository"
-        "(spec, engine=\"standin\")`: the in-flight batching layout with the stand-in `tensorrt_llm` model and the tiny "
+        '(spec, engine="standin")`: the in-flight batching layout with the stand-in `tensorrt_llm` model and the tiny '
         "tokenizer), timed from the process start to the first `200` from `/v2/health/ready` (polled every 20 ms). "
         "Cold = the first start after writing the repository (a new repository each time); warm = restarting the last "
         "one after a SIGTERM stop. Real tritonserver 2.51 (nvidia-pytriton wheel), Python backend, CPU only.",
         "",
     ]
-    lines.append(table(
-        ["start", "median s", "min s", "max s", "runs"],
-        [
-            ["write the repository (in-process)", fmt(median(ready["write"]), 2), fmt(min(ready["write"]), 2),
-             fmt(max(ready["write"]), 2), len(ready["write"])],
-            ["cold (first start after writing)", fmt(median(ready["cold"]), 2), fmt(min(ready["cold"]), 2),
-             fmt(max(ready["cold"]), 2), len(ready["cold"])],
-            ["warm (restart)", fmt(median(ready["warm"]), 2), fmt(min(ready["warm"]), 2), fmt(max(ready["warm"]), 2),
-             len(ready["warm"])],
-        ],
-    ))
+    lines.append(
+        table(
+            ["start", "median s", "min s", "max s", "runs"],
+            [
+                [
+                    "write the repository (in-process)",
+                    fmt(median(ready["write"]), 2),
+                    fmt(min(ready["write"]), 2),
+                    fmt(max(ready["write"]), 2),
+                    len(ready["write"]),
+                ],
+                [
+                    "cold (first start after writing)",
+                    fmt(median(ready["cold"]), 2),
+                    fmt(min(ready["cold"]), 2),
+                    fmt(max(ready["cold"]), 2),
+                    len(ready["cold"]),
+                ],
+                [
+                    "warm (restart)",
+                    fmt(median(ready["warm"]), 2),
+                    fmt(min(ready["warm"]), 2),
+                    fmt(max(ready["warm"]), 2),
+                    len(ready["warm"]),
+                ],
+            ],
+        )
+    )
     failed = int(ready.get("failed_starts", [0.0])[0])
     if failed:
         lines += ["", f"{failed} start(s) exited before ready and were retried (not timed); see the run's stderr."]

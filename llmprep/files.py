@@ -138,12 +138,7 @@ def _check_values(value: Any, where: str, path: str, error: type[LlmprepError], 
 
 
 def load_yaml(
-    text: str,
-    where: str,
-    error: type[LlmprepError] = UsageError,
-    *,
-    string_keys: bool = True,
-    finite: bool = True,
+    text: str, where: str, error: type[LlmprepError] = UsageError, *, string_keys: bool = True, finite: bool = True
 ) -> Any:
     """One YAML document from `text`, bounded in depth and alias expansion, as plain data; one-line errors.
 

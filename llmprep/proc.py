@@ -148,8 +148,12 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None, start_new_session=True,
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
             )
 
     def ready(self) -> bool:
@@ -172,7 +176,7 @@ class ManagedProcess:
             text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return "(no log)"
-        return " | ".join(line.strip() for line in text[-(lines or self.tail_lines):] if line.strip())
+        return " | ".join(line.strip() for line in text[-(lines or self.tail_lines) :] if line.strip())
 
     def signal(self, signum: int) -> None:
         """Send `signum` to the process group while the process runs."""

@@ -189,7 +189,9 @@ def template_values(spec: ModelSpec, runtime: str, engine: str, src: Sources) ->
         # Upstream's llmapi model does not batch in Triton (its model.yaml: max_batch_size 0);
         # the LLM API batches inside (engine_max_batch_size).
         "max_batch_size": 0,
-        "parameters": [(k, _pbtxt_string(v)) for k, v in (_standin_parameters(spec, src.tokenizer) if engine == "standin" else [])],
+        "parameters": [
+            (k, _pbtxt_string(v)) for k, v in (_standin_parameters(spec, src.tokenizer) if engine == "standin" else [])
+        ],
         "model": str(model),
         "tokenizer": str(src.tokenizer) if src.tokenizer != model else "",
         "tensor_parallel_size": spec.parallelism.tensor,
@@ -208,7 +210,14 @@ def template_values(spec: ModelSpec, runtime: str, engine: str, src: Sources) ->
 
 def _llm_args(spec: ModelSpec) -> dict[str, Any]:
     """Free-form `model.tensorrtLlm.options` that are LLM API arguments pass through to model.yaml."""
-    reserved = {"model", "backend", "tensor_parallel_size", "pipeline_parallel_size", "triton_config", "kv_cache_config"}
+    reserved = {
+        "model",
+        "backend",
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "triton_config",
+        "kv_cache_config",
+    }
     args = {k: v for k, v in spec.options.items() if k.isidentifier() and k not in reserved}
     # The LLM API's name for chunked context (llm_args.py BaseLlmArgs.enable_chunked_prefill, default
     # False); an explicit `options.enable_chunked_prefill` wins.
@@ -292,7 +301,9 @@ def _check_target(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
-        raise UsageError(f"--out {out_dir}: folder is not empty and was not written by llmprep repo; choose a new folder")
+        raise UsageError(
+            f"--out {out_dir}: folder is not empty and was not written by llmprep repo; choose a new folder"
+        )
 
 
 def _existing_dir(path: Path | None, flag: str) -> Path | None:

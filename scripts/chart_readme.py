@@ -123,7 +123,7 @@ def _row(path: str, lines: list[str], values: Any, *, present: bool) -> Row:
     found, default = _lookup(values, path)
     kind = _type_of(default) if found else "unset"
     if m := _TYPE.match(description):
-        kind, description = m.group("type"), description[m.end():]
+        kind, description = m.group("type"), description[m.end() :]
     return Row(path, kind, default if present else None, description)
 
 

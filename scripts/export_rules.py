@@ -29,8 +29,9 @@ RELEASE, NAMESPACE = "llmprep", "default"
 BASE_SETS = ["triton.image.name=registry.example/llmprep-triton:26.07"]
 
 
-def export(release: str = RELEASE, namespace: str = NAMESPACE, values: list[Path] | None = None,
-           sets: list[str] | None = None) -> str:
+def export(
+    release: str = RELEASE, namespace: str = NAMESPACE, values: list[Path] | None = None, sets: list[str] | None = None
+) -> str:
     """The chart's PrometheusRule for this release, as YAML text with a header saying where it came from."""
     user = chart.merge_values(values or [], [*BASE_SETS, *(sets or [])])
     (rule,) = chart.find(chart.render(user, release=release, namespace=namespace), "PrometheusRule")
@@ -60,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current != text:
-            print(f"error: {args.output} is not what the chart renders; run python scripts/export_rules.py",
-                  file=sys.stderr)
+            print(
+                f"error: {args.output} is not what the chart renders; run python scripts/export_rules.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     write_text_atomic(args.output, text)

@@ -171,7 +171,13 @@ def test_guided_decoding_is_written_off_as_an_empty_value(rendered: dict[tuple[s
 
 @pytest.mark.parametrize(
     ("kind", "value", "ok"),
-    [("bool", "true", True), ("bool", "yes", False), ("int32", "3", True), ("int32", "x", False), ("float", "0.5", True)],
+    [
+        ("bool", "true", True),
+        ("bool", "yes", False),
+        ("int32", "3", True),
+        ("int32", "x", False),
+        ("float", "0.5", True),
+    ],
 )
 def test_the_type_check_rejects_what_the_backend_rejects(kind: str, value: str, ok: bool) -> None:
     assert parses_as(kind, value) is ok

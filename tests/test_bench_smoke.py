@@ -22,7 +22,10 @@ OTHER = "<!-- bench:other:begin -->\nkept as it was\n<!-- bench:other:end -->"
 def _run(module: str, out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", module, "--quick", "--out", str(out), *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
@@ -30,7 +33,7 @@ def _run(module: str, out: Path, *args: str, timeout: float = 600) -> subprocess
 def _section(text: str, name: str) -> str:
     begin, end = markers(name)
     assert text.count(begin) == 1 and text.count(end) == 1, f"section {name} missing or repeated"
-    return text[text.index(begin):text.index(end)]
+    return text[text.index(begin) : text.index(end)]
 
 
 def test_writing_a_section_replaces_only_that_section(tmp_path: Path) -> None:
@@ -47,14 +50,30 @@ def test_writing_a_section_replaces_only_that_section(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "name", "expected", "args"),
     [
-        ("bench.warm_start", "warm_start", ["`llmprep prepare`: cold vs warm cache", "warm (restart)", "`engine`",
-                                            "`pytorch`"], ()),
-        ("bench.load_overhead", "load_overhead", ["floor (gRPC stream)", "llmprep load (gRPC)", "llmprep load (HTTP)",
-                                                  "server TTFT mean ms"], ("--no-aiperf",)),
-        ("bench.surge_lag", "surge_lag", ["`trtllm:requests_waiting` ≥ 2", "`triton:queue_compute:ratio` ≥ 1",
-                                          "× floor"], ()),
-        ("bench.autoscaling_cost", "autoscaling_cost", ["Measured capacity", "oracle (measured capacity, per second)",
-                                                        "× oracle"], ()),
+        (
+            "bench.warm_start",
+            "warm_start",
+            ["`llmprep prepare`: cold vs warm cache", "warm (restart)", "`engine`", "`pytorch`"],
+            (),
+        ),
+        (
+            "bench.load_overhead",
+            "load_overhead",
+            ["floor (gRPC stream)", "llmprep load (gRPC)", "llmprep load (HTTP)", "server TTFT mean ms"],
+            ("--no-aiperf",),
+        ),
+        (
+            "bench.surge_lag",
+            "surge_lag",
+            ["`trtllm:requests_waiting` ≥ 2", "`triton:queue_compute:ratio` ≥ 1", "× floor"],
+            (),
+        ),
+        (
+            "bench.autoscaling_cost",
+            "autoscaling_cost",
+            ["Measured capacity", "oracle (measured capacity, per second)", "× oracle"],
+            (),
+        ),
     ],
 )
 def test_benchmark_runs_in_quick_mode_and_writes_its_section(

@@ -29,7 +29,9 @@ def checkpoint(tmp_path: Path) -> Path:
     return path
 
 
-def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, gpus: int = 1) -> tuple[Release, trtllm.TrtllmInfo]:
+def release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, gpus: int = 1
+) -> tuple[Release, trtllm.TrtllmInfo]:
     rel = install_release(tmp_path, kind, gpus=[H100] * gpus)
     rel.apply(monkeypatch)
     info = trtllm.detect()
@@ -38,8 +40,7 @@ def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, gpus: in
 
 
 @pytest.mark.parametrize(
-    ("kind", "version", "runtimes"),
-    [("engine", "1.2.1", ("engine", "pytorch")), ("pytorch", "1.3.0", ("pytorch",))],
+    ("kind", "version", "runtimes"), [("engine", "1.2.1", ("engine", "pytorch")), ("pytorch", "1.3.0", ("pytorch",))]
 )
 def test_detection_reports_the_installed_release_and_its_runtimes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, version: str, runtimes: tuple[str, ...]
@@ -89,25 +90,54 @@ def test_engine_build_runs_the_documented_conversion_and_trtllm_build(
 ) -> None:
     rel, info = release(tmp_path, monkeypatch, "engine", gpus=4)
     spec = spec_of(
-        runtime="engine", dataType=data_type, parallelism={"tensor": 2, "pipeline": 2},
-        maxBatchSize=8, maxInputLen=1024, maxSeqLen=2048, maxNumTokens=4096,
+        runtime="engine",
+        dataType=data_type,
+        parallelism={"tensor": 2, "pipeline": 2},
+        maxBatchSize=8,
+        maxInputLen=1024,
+        maxSeqLen=2048,
+        maxNumTokens=4096,
         options={"use_paged_context_fmha": True, "gemm_plugin": "auto", "strip_plan": True, "convert": {"workers": 2}},
     ).with_runtime("engine")
     out = tmp_path / "engine"
     out.mkdir()
     build.build_artifact(spec, checkpoint, out, info, examples_dir=rel.examples)
-    convert, = rel.calls("convert")
+    (convert,) = rel.calls("convert")
     converted = str(out / ".converted")
     assert convert["argv"][1:] == [
-        "--model_dir", str(checkpoint), "--output_dir", converted, "--dtype", data_type,
-        "--tp_size", "2", "--pp_size", "2", "--workers", "2",
+        "--model_dir",
+        str(checkpoint),
+        "--output_dir",
+        converted,
+        "--dtype",
+        data_type,
+        "--tp_size",
+        "2",
+        "--pp_size",
+        "2",
+        "--workers",
+        "2",
     ]
     assert convert["argv"][0].endswith("models/core/llama/convert_checkpoint.py")
-    trt_build, = rel.calls("trtllm-build")
+    (trt_build,) = rel.calls("trtllm-build")
     assert trt_build["argv"][1:] == [
-        "--checkpoint_dir", converted, "--output_dir", str(out),
-        "--max_batch_size", "8", "--max_input_len", "1024", "--max_seq_len", "2048", "--max_num_tokens", "4096",
-        "--use_paged_context_fmha", "enable", "--gemm_plugin", "auto", "--strip_plan",
+        "--checkpoint_dir",
+        converted,
+        "--output_dir",
+        str(out),
+        "--max_batch_size",
+        "8",
+        "--max_input_len",
+        "1024",
+        "--max_seq_len",
+        "2048",
+        "--max_num_tokens",
+        "4096",
+        "--use_paged_context_fmha",
+        "enable",
+        "--gemm_plugin",
+        "auto",
+        "--strip_plan",
     ]
     engine_config = json.loads((out / "config.json").read_text())
     assert engine_config["pretrained_config"]["dtype"] == data_type

@@ -72,7 +72,9 @@ def test_the_trtllm_build_switches_we_know_are_exactly_the_tables_store_true_fla
     assert converters.BUILD_SWITCHES == {r["flag"] for r in BUILD_ROWS if r["action"] == "store_true"}
 
 
-@pytest.mark.parametrize("row", [r for r in CONVERTER_ROWS if r["action"] == "store_true"], ids=lambda r: f"{r['family']}-{r['flag']}")
+@pytest.mark.parametrize(
+    "row", [r for r in CONVERTER_ROWS if r["action"] == "store_true"], ids=lambda r: f"{r['family']}-{r['flag']}"
+)
 def test_every_converter_switch_in_the_table_is_known_as_a_switch(row: dict[str, str]) -> None:
     assert row["flag"] in converters.CONVERT_SWITCHES
 
@@ -86,13 +88,20 @@ def test_the_capability_table_agrees_with_the_recorded_limits(family: str) -> No
 # --------------------------------------------------------------------------- every command we compose
 
 PARALLEL = [(1, 1), (2, 1), (1, 2), (2, 2)]
-CONVERT_OPTIONS: list[dict[str, Any]] = [{}, {"workers": 2}, {"use_weight_only": True, "weight_only_precision": "int8"}, {"use_weight_only": False}]
+CONVERT_OPTIONS: list[dict[str, Any]] = [
+    {},
+    {"workers": 2},
+    {"use_weight_only": True, "weight_only_precision": "int8"},
+    {"use_weight_only": False},
+]
 DATA_TYPES = ["float16", "bfloat16", "float32"]
 
 
 def _convert_cases() -> list[tuple[str, str, int, int, int]]:
     cases = []
-    for family, dtype, (tp, pp), opt in itertools.product(TABLED_FAMILIES, DATA_TYPES, PARALLEL, range(len(CONVERT_OPTIONS))):
+    for family, dtype, (tp, pp), opt in itertools.product(
+        TABLED_FAMILIES, DATA_TYPES, PARALLEL, range(len(CONVERT_OPTIONS))
+    ):
         if pp > 1 and not converters.FAMILIES[family].pipeline:
             continue
         cases.append((family, dtype, tp, pp, opt))
@@ -110,7 +119,10 @@ def test_every_conversion_command_parses_under_its_familys_upstream_flags(
 ) -> None:
     options = _families_options(family, opt)
     spec = spec_of(
-        "acme/tiny", runtime="engine", dataType=dtype, parallelism={"tensor": tensor, "pipeline": pipeline},
+        "acme/tiny",
+        runtime="engine",
+        dataType=dtype,
+        parallelism={"tensor": tensor, "pipeline": pipeline},
         options={"convert": options},
     )
     script = tmp_path / family / "convert_checkpoint.py"
@@ -123,13 +135,17 @@ def test_every_conversion_command_parses_under_its_familys_upstream_flags(
 @pytest.mark.parametrize("family", TABLED_FAMILIES)
 def test_a_true_converter_option_becomes_a_bare_switch(tmp_path: Path, family: str) -> None:
     spec = spec_of("acme/tiny", runtime="engine", options={"convert": {"use_weight_only": True}})
-    argv = build.conversion_command("python", tmp_path / family / "convert_checkpoint.py", spec, tmp_path, tmp_path / "o")
+    argv = build.conversion_command(
+        "python", tmp_path / family / "convert_checkpoint.py", spec, tmp_path, tmp_path / "o"
+    )
     assert argv[-1] == "--use_weight_only" and "enable" not in argv
 
 
 def test_gemma_is_converted_from_hugging_face_with_its_world_size(tmp_path: Path) -> None:
     spec = spec_of("acme/tiny", runtime="engine", parallelism={"tensor": 2})
-    argv = build.conversion_command("python", tmp_path / "gemma" / "convert_checkpoint.py", spec, tmp_path, tmp_path / "o")
+    argv = build.conversion_command(
+        "python", tmp_path / "gemma" / "convert_checkpoint.py", spec, tmp_path, tmp_path / "o"
+    )
     args = parse(DOUBLE.convert_parser("gemma"), argv[2:])
     assert (str(args.ckpt_type), args.world_size, "--tp_size" in argv) == ("hf", 2, False)
 
@@ -144,8 +160,12 @@ BUILD_OPTIONS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize(("index", "tensor", "pipeline"), [(i, tp, pp) for i in range(len(BUILD_OPTIONS)) for tp, pp in PARALLEL])
-def test_every_trtllm_build_command_parses_under_upstreams_flags(tmp_path: Path, index: int, tensor: int, pipeline: int) -> None:
+@pytest.mark.parametrize(
+    ("index", "tensor", "pipeline"), [(i, tp, pp) for i in range(len(BUILD_OPTIONS)) for tp, pp in PARALLEL]
+)
+def test_every_trtllm_build_command_parses_under_upstreams_flags(
+    tmp_path: Path, index: int, tensor: int, pipeline: int
+) -> None:
     options = BUILD_OPTIONS[index]
     spec = spec_of("acme/tiny", runtime="engine", parallelism={"tensor": tensor, "pipeline": pipeline}, options=options)
     argv = build.build_command(["trtllm-build"], spec, tmp_path / "ck", tmp_path / "engine")
@@ -199,7 +219,15 @@ def test_a_flag_or_value_the_converter_lacks_is_rejected(family: str, argv: list
 
 def test_the_installed_double_exits_2_with_a_usage_error_on_a_switch_given_a_value(tmp_path: Path) -> None:
     rel = install_release(tmp_path, "engine")
-    cmd = [sys.executable, "-m", "tensorrt_llm.commands.build", "--checkpoint_dir", "c", "--gather_context_logits", "enable"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorrt_llm.commands.build",
+        "--checkpoint_dir",
+        "c",
+        "--gather_context_logits",
+        "enable",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=rel.env, timeout=60)
     assert result.returncode == 2
     assert "unrecognized arguments: enable" in result.stderr and result.stderr.startswith("usage: trtllm-build")
@@ -214,7 +242,9 @@ def test_the_release_double_ships_a_converter_per_tabled_family(family: str, scr
 # --------------------------------------------------------------------------- what a family cannot do
 
 
-@pytest.mark.parametrize(("repo", "family"), [("facebook/opt-125m", "opt"), ("microsoft/phi-2", "phi"), ("google/gemma-2b", "gemma")])
+@pytest.mark.parametrize(
+    ("repo", "family"), [("facebook/opt-125m", "opt"), ("microsoft/phi-2", "phi"), ("google/gemma-2b", "gemma")]
+)
 def test_pipeline_2_on_a_family_without_pipeline_is_a_spec_error(repo: str, family: str) -> None:
     with pytest.raises(SpecError, match=r"^model\.tensorrtLlm\.parallelism\.pipeline: .*set pipeline to 1"):
         spec_of(repo, runtime="engine", parallelism={"pipeline": 2})
@@ -226,7 +256,9 @@ def test_pipeline_2_on_llama_is_fine_and_on_the_pytorch_runtime_too() -> None:
 
 
 @pytest.mark.parametrize("family", ["opt", "phi", "gemma"])
-def test_a_family_found_only_after_download_still_refuses_pipeline_before_converting(tmp_path: Path, family: str) -> None:
+def test_a_family_found_only_after_download_still_refuses_pipeline_before_converting(
+    tmp_path: Path, family: str
+) -> None:
     spec = spec_of("acme/tiny", runtime="engine", parallelism={"pipeline": 2})
     with pytest.raises(SpecError, match="parallelism.pipeline"):
         build.conversion_command("python", tmp_path / family / "convert_checkpoint.py", spec, tmp_path, tmp_path / "o")
@@ -234,7 +266,9 @@ def test_a_family_found_only_after_download_still_refuses_pipeline_before_conver
 
 @pytest.mark.parametrize("command", ["download", "build", "prepare"])
 @pytest.mark.parametrize("repo", ["facebook/opt-125m", "microsoft/phi-2", "google/gemma-2b"])
-def test_the_cli_refuses_pipeline_2_on_such_a_family_in_one_line_before_any_work(tmp_path: Path, command: str, repo: str) -> None:
+def test_the_cli_refuses_pipeline_2_on_such_a_family_in_one_line_before_any_work(
+    tmp_path: Path, command: str, repo: str
+) -> None:
     rel = install_release(tmp_path, "engine")
     cache = tmp_path / "cache"
     sets = [f"model.name={repo}", "model.tensorrtLlm.runtime=engine", "model.tensorrtLlm.parallelism.pipeline=2"]

@@ -170,7 +170,9 @@ def test_a_waiter_reuses_what_the_lock_holder_built(tmp_path: Path) -> None:
 
     results: list[cache.Entry] = []
     threads = [
-        threading.Thread(target=lambda: results.append(cache.ensure_entry(tmp_path / "k", key="k", inputs={}, build=slow)))
+        threading.Thread(
+            target=lambda: results.append(cache.ensure_entry(tmp_path / "k", key="k", inputs={}, build=slow))
+        )
         for _ in range(3)
     ]
     for t in threads:
@@ -183,12 +185,25 @@ def test_a_waiter_reuses_what_the_lock_holder_built(tmp_path: Path) -> None:
 
 def _populate(cache_dir: Path) -> None:
     engines = cache_dir / cache.ENGINES
-    cache.ensure_entry(engines / "aaaa1111", key="aaaa1111", inputs={"runtime": "engine", "hfRepo": "x/y"},
-                       build=lambda out: (out / "rank0.engine").write_text("e"))
-    cache.ensure_entry(engines / "bbbb2222", key="bbbb2222", inputs={"runtime": "pytorch", "hfRepo": "x/y"},
-                       build=lambda out: (out / "runtime.json").write_text("{}"))
-    cache.ensure_entry(cache_dir / cache.REPOS / "cccc3333", key="cccc3333", inputs={"artifactKey": "aaaa1111"},
-                       build=lambda out: (out / "config.pbtxt").write_text(""), manifest_name=cache.REPO_MANIFEST)
+    cache.ensure_entry(
+        engines / "aaaa1111",
+        key="aaaa1111",
+        inputs={"runtime": "engine", "hfRepo": "x/y"},
+        build=lambda out: (out / "rank0.engine").write_text("e"),
+    )
+    cache.ensure_entry(
+        engines / "bbbb2222",
+        key="bbbb2222",
+        inputs={"runtime": "pytorch", "hfRepo": "x/y"},
+        build=lambda out: (out / "runtime.json").write_text("{}"),
+    )
+    cache.ensure_entry(
+        cache_dir / cache.REPOS / "cccc3333",
+        key="cccc3333",
+        inputs={"artifactKey": "aaaa1111"},
+        build=lambda out: (out / "config.pbtxt").write_text(""),
+        manifest_name=cache.REPO_MANIFEST,
+    )
     (engines / "dddd4444.partial-x1y2").mkdir()
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PROBE = '''
+PROBE = """
 import pytest
 
 def test_needs_a_tool():
@@ -19,7 +19,7 @@ def test_needs_a_tool():
 
 def test_skips_for_another_reason():
     pytest.skip("PyTorch is installed here: covered elsewhere")
-'''
+"""
 
 
 def run_probe(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
@@ -30,7 +30,11 @@ def run_probe(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str
         env["CI"] = ci
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "--rootdir", str(tmp_path), "-rs", str(probe)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

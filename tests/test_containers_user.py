@@ -21,10 +21,7 @@ from tests.load.test_containers_and_clients import CONTAINERS, instructions
 TRITON = CONTAINERS / "triton_trt-llm.containerfile"
 CLIENT = CONTAINERS / "client.containerfile"
 MULTINODE = CHART / "models" / "llama-3-70b-multinode.yaml"
-RELEASES = {
-    "gpt2": [CHART / "models" / "gpt2.yaml"],
-    "llama-3-70b-multinode": [CHART / "values.yaml", MULTINODE],
-}
+RELEASES = {"gpt2": [CHART / "models" / "gpt2.yaml"], "llama-3-70b-multinode": [CHART / "values.yaml", MULTINODE]}
 
 
 def final_user(path: Path) -> tuple[int, int]:
@@ -74,8 +71,13 @@ def groups(path: Path) -> dict[int, str]:
 
 
 def apt_packages(path: Path) -> set[str]:
-    return {w for words in _commands(path, "apt-get") if "install" in words
-            for w in words[words.index("install") + 1:] if not w.startswith("-")}
+    return {
+        w
+        for words in _commands(path, "apt-get")
+        if "install" in words
+        for w in words[words.index("install") + 1 :]
+        if not w.startswith("-")
+    }
 
 
 def pod_specs(objects: Objects) -> list[tuple[str, dict[str, Any]]]:
@@ -87,8 +89,11 @@ def pod_specs(objects: Objects) -> list[tuple[str, dict[str, Any]]]:
             specs.append((name, obj["spec"]["template"]["spec"]))
         elif obj["kind"] == "LeaderWorkerSet":
             lwt = obj["spec"]["leaderWorkerTemplate"]
-            specs += [(f"{name}/{role}", lwt[f"{role}Template"]["spec"]) for role in ("leader", "worker")
-                      if f"{role}Template" in lwt]
+            specs += [
+                (f"{name}/{role}", lwt[f"{role}Template"]["spec"])
+                for role in ("leader", "worker")
+                if f"{role}Template" in lwt
+            ]
         elif obj["kind"] == "Pod":
             specs.append((name, obj["spec"]))
     return specs
@@ -148,7 +153,11 @@ def test_every_release_pod_runs_as_the_triton_images_user(release: tuple[str, Ob
         assert (context.get("runAsUser"), context.get("runAsGroup")) == (uid, gid), where
         assert context.get("fsGroup") == gid, where
         # Every llmprep container, and every container that names no user of its own.
-        for c in [c for c in containers(spec) if c in llmprep_containers(spec) or "runAsUser" not in c.get("securityContext", {})]:
+        for c in [
+            c
+            for c in containers(spec)
+            if c in llmprep_containers(spec) or "runAsUser" not in c.get("securityContext", {})
+        ]:
             own = c.get("securityContext", {})
             assert own.get("runAsUser", uid) == uid and own.get("runAsGroup", gid) == gid, f"{where}/{c['name']}"
 
@@ -156,8 +165,12 @@ def test_every_release_pod_runs_as_the_triton_images_user(release: tuple[str, Ob
 def test_a_root_helper_container_only_hands_files_to_the_images_user(release: tuple[str, Objects]) -> None:
     _, objects = release
     uid, gid = final_user(TRITON)
-    helpers = [(where, c) for where, spec in pod_specs(objects) for c in containers(spec)
-               if c.get("securityContext", {}).get("runAsUser", uid) != uid]
+    helpers = [
+        (where, c)
+        for where, spec in pod_specs(objects)
+        for c in containers(spec)
+        if c.get("securityContext", {}).get("runAsUser", uid) != uid
+    ]
     if not helpers:
         pytest.skip("every container runs as the pod's user")
     for where, c in helpers:

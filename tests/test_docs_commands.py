@@ -125,8 +125,10 @@ def test_a_command_that_needs_a_cluster_takes_every_option_the_docs_use(doc: Doc
     helped = CliRunner().invoke(app, [*path, "--help"])
     assert helped.exit_code == 0, helped.output
     accepted = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
-    used = {word.split("=", 1)[0] for word in doc.argv[len(path):] if word.startswith("-")}
-    assert used <= accepted | {"--help"}, f"{doc.where}: {sorted(used - accepted)} not in `llmprep {' '.join(path)} --help`"
+    used = {word.split("=", 1)[0] for word in doc.argv[len(path) :] if word.startswith("-")}
+    assert used <= accepted | {"--help"}, (
+        f"{doc.where}: {sorted(used - accepted)} not in `llmprep {' '.join(path)} --help`"
+    )
 
 
 # --------------------------------------------------------------------------- run offline
@@ -143,13 +145,23 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     token = root / "token"
     token.write_text("hf_docs0test0token0value\n")
     token.chmod(0o600)
-    env = {**os.environ, **release.env, "LLMPREP_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1",
-           "HF_HUB_CACHE": str(root / "hub")}
+    env = {
+        **os.environ,
+        **release.env,
+        "LLMPREP_CACHE": str(root / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(root / "hub"),
+    }
     places = {
-        "values.yaml": spec, "model.yaml": spec, "/etc/llmprep/model.yaml": spec,
+        "values.yaml": spec,
+        "model.yaml": spec,
+        "/etc/llmprep/model.yaml": spec,
         "path/to/config.json": ROOT / "tests" / "data" / "configs" / "llama-3-70b.json",
-        "/cache": root / "cache", "/tmp/repo": root / "repo", "DIR": root / "hub",
-        "/var/run/secrets/hf/password": token, "…": token,
+        "/cache": root / "cache",
+        "/tmp/repo": root / "repo",
+        "DIR": root / "hub",
+        "/var/run/secrets/hf/password": token,
+        "…": token,
     }
     # What the docs' own order would have done first, so each command can also run alone (-k).
     for argv in (["download", "--spec", str(spec)], ["prepare", "--spec", str(spec), "--cache", str(root / "cache")]):
@@ -159,8 +171,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmprep.cli", *argv], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "llmprep.cli", *argv], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 @pytest.mark.parametrize("doc", RUNNABLE, ids=_ids(RUNNABLE))

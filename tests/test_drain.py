@@ -105,8 +105,16 @@ def run_drain(counts: Sequence[int], *, pause: float = 5, timeout: float = 10) -
         last[0] = next(seen, last[0])
         return last[0]
 
-    result = drain([8000, 8001], pause_s=pause, timeout_s=timeout, interval_s=1, log=lines.append, count=count,
-                   clock=clock, sleep=clock.sleep)
+    result = drain(
+        [8000, 8001],
+        pause_s=pause,
+        timeout_s=timeout,
+        interval_s=1,
+        log=lines.append,
+        count=count,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     return result, lines, clock.now
 
 
@@ -124,10 +132,15 @@ def test_the_drain_gives_up_at_its_timeout_and_says_what_is_left() -> None:
     assert "4 client connection(s) still open to port(s) 8000, 8001 after 10 s; stopping anyway" in lines[-1]
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"ports": []}, "--port"), ({"pause_s": -1}, "--pause"), ({"timeout_s": -1}, "--timeout"),
-    ({"interval_s": 0}, "--interval"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"ports": []}, "--port"),
+        ({"pause_s": -1}, "--pause"),
+        ({"timeout_s": -1}, "--timeout"),
+        ({"interval_s": 0}, "--interval"),
+    ],
+)
 def test_bad_drain_arguments_name_their_option(kwargs: dict[str, object], field: str) -> None:
     args: dict[str, object] = {"ports": [8000], "pause_s": 0, "timeout_s": 0, **kwargs}
     ports = args.pop("ports")
@@ -141,7 +154,10 @@ def test_the_command_waits_for_a_real_client_to_close_its_connection() -> None:
         client, accepted = connect(server)
         drain_cmd = subprocess.Popen(
             [sys.executable, "-m", "llmprep.cli", "drain", "--port", str(port), "--pause", "0.2", "--timeout", "60"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         assert drain_cmd.stderr is not None
         lines = []
@@ -162,8 +178,16 @@ def test_the_command_waits_for_a_real_client_to_close_its_connection() -> None:
     assert not any("stopping anyway" in line for line in lines)
 
 
-@pytest.mark.parametrize("args", [["drain"], ["drain", "--port", "0"], ["drain", "--port", "80", "--pause", "-1"],
-                                  ["serve", "--http-port", "0"], ["no-such-command"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["drain"],
+        ["drain", "--port", "0"],
+        ["drain", "--port", "80", "--pause", "-1"],
+        ["serve", "--http-port", "0"],
+        ["no-such-command"],
+    ],
+)
 def test_usage_errors_are_one_message_and_exit_2_without_a_traceback(args: list[str]) -> None:
     result = run_cli(*args)
     assert result.returncode == 2

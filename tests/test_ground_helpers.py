@@ -41,7 +41,9 @@ def test_json_is_written_sorted_indented_and_newline_terminated(tmp_path: Path) 
     assert (tmp_path / "m.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
 
 
-def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "keep.txt"
     target.write_text("old")
 
@@ -59,8 +61,22 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path: P
 
 @pytest.mark.parametrize(
     ("value", "number"),
-    [("1500m", 1.5), ("2", 2.0), (".5", 0.5), ("250u", 0.00025), ("5n", 5e-9), ("4Ki", 4096.0), ("1.5G", 1.5e9),
-     ("1e3", 1000.0), ("1E", 1e18), ("2E-2", 0.02), ("+3k", 3000.0), (" 7 ", 7.0), (3, 3.0), (0.25, 0.25)],
+    [
+        ("1500m", 1.5),
+        ("2", 2.0),
+        (".5", 0.5),
+        ("250u", 0.00025),
+        ("5n", 5e-9),
+        ("4Ki", 4096.0),
+        ("1.5G", 1.5e9),
+        ("1e3", 1000.0),
+        ("1E", 1e18),
+        ("2E-2", 0.02),
+        ("+3k", 3000.0),
+        (" 7 ", 7.0),
+        (3, 3.0),
+        (0.25, 0.25),
+    ],
 )
 def test_kubernetes_quantities_read_as_apimachinery_writes_them(value: object, number: float) -> None:
     assert units.parse_quantity(value) == pytest.approx(number)
@@ -73,8 +89,10 @@ def test_what_is_not_a_quantity_is_refused_naming_the_field(value: object) -> No
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, UsageError)
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(90, 90.0), ("90s", 90.0), ("1.5m", 90.0), ("250ms", 0.25),
-                                                ("2h", 7200.0), ("forever", math.inf)])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(90, 90.0), ("90s", 90.0), ("1.5m", 90.0), ("250ms", 0.25), ("2h", 7200.0), ("forever", math.inf)],
+)
 def test_durations_read_in_seconds(value: object, seconds: float) -> None:
     assert units.parse_duration(value, "--duration") == seconds
 

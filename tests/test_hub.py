@@ -23,7 +23,9 @@ def hub_cache(tmp_path: Path) -> tuple[Path, str]:
     return root, make_hub_cache(root, REPO, tiny_checkpoint_files())
 
 
-def test_offline_download_from_a_prepopulated_hub_cache_records_the_commit(tmp_path: Path, hub_cache: tuple[Path, str]) -> None:
+def test_offline_download_from_a_prepopulated_hub_cache_records_the_commit(
+    tmp_path: Path, hub_cache: tuple[Path, str]
+) -> None:
     root, commit = hub_cache
     ck = hub.download(REPO, "main", tmp_path / "cache", offline=True, hub_cache=root, show_bars=False)
     assert ck.path == tmp_path / "cache" / "hf" / REPO / "main"
@@ -50,8 +52,13 @@ def test_download_takes_only_what_a_runtime_needs(tmp_path: Path, hub_cache: tup
         (["config.json", "model.safetensors", "pytorch_model.bin"], ["model.safetensors"]),
         (["config.json", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"], ["pytorch_model.bin"]),
         (
-            ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-             "model.safetensors.index.json", "original/consolidated.00.pth"],
+            [
+                "config.json",
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+                "model.safetensors.index.json",
+                "original/consolidated.00.pth",
+            ],
             ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"],
         ),
     ],
@@ -89,16 +96,31 @@ def _response(status: int) -> httpx2.Response:
 @pytest.mark.parametrize(
     ("raise_", "token", "message"),
     [
-        (lambda: hf_errors.GatedRepoError("gated", response=_response(401)), None,
-         "acme/tiny-llama: gated repository; give a token with --token-file"),
-        (lambda: hf_errors.GatedRepoError("gated", response=_response(403)), "hf_secret",
-         "acme/tiny-llama: gated repository; the token has no access"),
-        (lambda: hf_errors.RepositoryNotFoundError("nope", response=_response(404)), None,
-         "acme/tiny-llama: no such repository on the Hugging Face Hub"),
-        (lambda: hf_errors.RevisionNotFoundError("nope", response=_response(404)), None,
-         "acme/tiny-llama: revision 'main' does not exist; check model.revision"),
-        (lambda: hf_errors.HfHubHTTPError("bad token hf_secret", response=_response(401)), "hf_secret",
-         "acme/tiny-llama: the Hub rejected the token (HTTP 401)"),
+        (
+            lambda: hf_errors.GatedRepoError("gated", response=_response(401)),
+            None,
+            "acme/tiny-llama: gated repository; give a token with --token-file",
+        ),
+        (
+            lambda: hf_errors.GatedRepoError("gated", response=_response(403)),
+            "hf_secret",
+            "acme/tiny-llama: gated repository; the token has no access",
+        ),
+        (
+            lambda: hf_errors.RepositoryNotFoundError("nope", response=_response(404)),
+            None,
+            "acme/tiny-llama: no such repository on the Hugging Face Hub",
+        ),
+        (
+            lambda: hf_errors.RevisionNotFoundError("nope", response=_response(404)),
+            None,
+            "acme/tiny-llama: revision 'main' does not exist; check model.revision",
+        ),
+        (
+            lambda: hf_errors.HfHubHTTPError("bad token hf_secret", response=_response(401)),
+            "hf_secret",
+            "acme/tiny-llama: the Hub rejected the token (HTTP 401)",
+        ),
         (lambda: httpx2.ConnectError("no route"), None, "acme/tiny-llama@main: cannot reach the Hugging Face Hub"),
     ],
 )
@@ -116,7 +138,9 @@ def test_hub_failures_become_one_line_messages_without_the_token(
     assert "hf_secret" not in str(info.value)
 
 
-def test_token_comes_from_the_secret_file_before_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_comes_from_the_secret_file_before_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_TOKEN", "from-env")
     secret = tmp_path / "password"
     secret.write_text("from-file\n")
@@ -136,16 +160,27 @@ def test_download_command_works_offline_and_never_prints_the_token(tmp_path: Pat
     secret = tmp_path / "password"
     secret.write_text("hf_verysecret")
     result = run_cli(
-        "download", "--set", f"model.name={REPO}", "--cache", str(tmp_path / "cache"), "--hub-cache", str(root),
-        "--token-file", str(secret), "--json", env={"HF_HUB_OFFLINE": "1"},
+        "download",
+        "--set",
+        f"model.name={REPO}",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--hub-cache",
+        str(root),
+        "--token-file",
+        str(secret),
+        "--json",
+        env={"HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["commit"] == commit
     assert "hf_verysecret" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("repo", "revision", "field"), [("../etc", "main", "model.hfRepo"), ("a/b/c", "main", "model.hfRepo"),
-                                                         ("acme/x", "../up", "model.revision")])
+@pytest.mark.parametrize(
+    ("repo", "revision", "field"),
+    [("../etc", "main", "model.hfRepo"), ("a/b/c", "main", "model.hfRepo"), ("acme/x", "../up", "model.revision")],
+)
 def test_repo_ids_and_revisions_cannot_escape_the_cache(tmp_path: Path, repo: str, revision: str, field: str) -> None:
     with pytest.raises(UsageError, match=field):
         hub.checkpoint_dir(tmp_path, repo, revision)

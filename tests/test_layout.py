@@ -37,7 +37,9 @@ def _line_count(path: Path) -> int:
 def _size_cases() -> Iterator[object]:
     for path in _sources():
         rel = path.relative_to(ROOT).as_posix()
-        marks = [pytest.mark.xfail(strict=False, reason=f"{rel}: split pending (issue 21)")] if rel in STILL_OVER else []
+        marks = (
+            [pytest.mark.xfail(strict=False, reason=f"{rel}: split pending (issue 21)")] if rel in STILL_OVER else []
+        )
         yield pytest.param(path, id=rel, marks=marks)
 
 
@@ -190,7 +192,9 @@ def test_an_import_only_for_type_checking_closes_no_circle(tmp_path: Path) -> No
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from pkg import b\n")
-    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\nelse:\n    import json\n")
+    (pkg / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\nelse:\n    import json\n"
+    )
     assert circles(import_graph(tmp_path, "pkg")) == []
 
 
@@ -207,8 +211,13 @@ def test_the_architecture_page_names_every_folder_and_top_level_module_of_the_pa
     entries = [p for p in PACKAGE.iterdir() if p.name != "__pycache__" and p.name not in ("__init__.py", "py.typed")]
     # A folder as `llmprep/<folder>/…`, a module as `llmprep/<module>.py` or, in a row of its layer, `<module>.py`.
     missing = sorted(
-        p.name for p in entries
-        if (f"`llmprep/{p.name}/" not in page if p.is_dir() else f"`{p.name}`" not in page and f"`llmprep/{p.name}`" not in page)
+        p.name
+        for p in entries
+        if (
+            f"`llmprep/{p.name}/" not in page
+            if p.is_dir()
+            else f"`{p.name}`" not in page and f"`llmprep/{p.name}`" not in page
+        )
     )
     assert missing == [], f"docs/architecture.md does not name {missing}: add a line for each"
 

@@ -27,7 +27,9 @@ def test_parameter_count_matches_the_published_size(name: str, billions: float) 
     ("name", "data_type", "kib_per_token"),
     [("llama-3-8b", "bfloat16", 128), ("llama-3-8b", "float32", 256), ("llama-3-70b", "bfloat16", 320)],
 )
-def test_kv_cache_bytes_per_token_follow_layers_kv_heads_and_width(name: str, data_type: str, kib_per_token: int) -> None:
+def test_kv_cache_bytes_per_token_follow_layers_kv_heads_and_width(
+    name: str, data_type: str, kib_per_token: int
+) -> None:
     plan = make_plan(config(name), gpu=H100, data_type=data_type)
     assert plan.kv_bytes_per_token == kib_per_token * 1024
 
@@ -64,8 +66,18 @@ def test_a_config_without_dimensions_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_plan_command_prints_json(tmp_path: Path) -> None:
-    result = run_cli("plan", "--config", str(CONFIGS / "llama-3-70b.json"), "--gpu", H100,
-                     "--set", "model.name=llama-3-70b", "--set", "model.tensorrtLlm.dataType=bfloat16", "--json")
+    result = run_cli(
+        "plan",
+        "--config",
+        str(CONFIGS / "llama-3-70b.json"),
+        "--gpu",
+        H100,
+        "--set",
+        "model.name=llama-3-70b",
+        "--set",
+        "model.tensorrtLlm.dataType=bfloat16",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["data_type"] == "bfloat16"
@@ -174,8 +186,11 @@ def test_a_quantised_kv_cache_halves_the_bytes_per_token(kv: str, bytes_per_toke
 
 
 def test_a_checkpoint_with_an_fp8_kv_cache_is_sized_with_it() -> None:
-    quantization = {"quant_method": "compressed-tensors", "kv_cache_scheme": {"type": "float", "num_bits": 8},
-                    "config_groups": {"group_0": {"weights": {"type": "float", "num_bits": 8}}}}
+    quantization = {
+        "quant_method": "compressed-tensors",
+        "kv_cache_scheme": {"type": "float", "num_bits": 8},
+        "config_groups": {"group_0": {"weights": {"type": "float", "num_bits": 8}}},
+    }
     plan = make_plan({**config("llama-3-8b"), "quantization_config": quantization}, gpu=H100, data_type="bfloat16")
     assert (plan.quantization, plan.kv_cache_dtype, plan.kv_bytes_per_token) == ("fp8", "fp8", 65536)
 

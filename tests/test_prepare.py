@@ -87,7 +87,9 @@ def test_a_repository_option_changes_only_the_repository(
     assert first.repository_dir != second.repository_dir
 
 
-def test_skip_conversion_reuses_an_existing_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_root: Path) -> None:
+def test_skip_conversion_reuses_an_existing_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_root: Path
+) -> None:
     rel = install_release(tmp_path, "engine")
     rel.apply(monkeypatch)
     made = prepare.prepare(spec_of(), tmp_path / "cache", opts=opts_for(rel, hub_root))
@@ -120,19 +122,31 @@ def test_find_prepared_does_not_confuse_specs(tmp_path: Path, monkeypatch: pytes
         prepare.find_prepared(spec_of(tensorrtLlm={"dataType": "bfloat16"}), tmp_path / "cache")
 
 
-def test_too_few_gpus_are_refused_before_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_root: Path) -> None:
+def test_too_few_gpus_are_refused_before_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_root: Path
+) -> None:
     rel = install_release(tmp_path, "engine", gpus=[H100])
     rel.apply(monkeypatch)
     with pytest.raises(BuildError, match="tensor 2 × pipeline 1 needs 2 GPUs, this machine has 1 visible"):
-        prepare.prepare(spec_of(tensorrtLlm={"parallelism": {"tensor": 2}}), tmp_path / "cache", opts=opts_for(rel, hub_root))
+        prepare.prepare(
+            spec_of(tensorrtLlm={"parallelism": {"tensor": 2}}), tmp_path / "cache", opts=opts_for(rel, hub_root)
+        )
     assert rel.calls() == []
 
 
 def test_prepare_command_refuses_engine_on_a_pytorch_only_release(tmp_path: Path, hub_root: Path) -> None:
     rel = install_release(tmp_path, "pytorch")
     result = run_cli(
-        "prepare", "--set", f"model.name={REPO}", "--set", "model.tensorrtLlm.runtime=engine",
-        "--cache", str(tmp_path / "cache"), "--hub-cache", str(hub_root), env=rel.env,
+        "prepare",
+        "--set",
+        f"model.name={REPO}",
+        "--set",
+        "model.tensorrtLlm.runtime=engine",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--hub-cache",
+        str(hub_root),
+        env=rel.env,
     )
     assert result.returncode == 2
     assert "engine needs TensorRT-LLM 1.2.1 or earlier" in result.stderr
@@ -141,8 +155,19 @@ def test_prepare_command_refuses_engine_on_a_pytorch_only_release(tmp_path: Path
 
 def _prepare_process(tmp_path: Path, rel: Release, hub_root: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "llmprep.cli", "prepare", "--set", f"model.name={REPO}", "--cache", str(tmp_path / "cache"),
-         "--hub-cache", str(hub_root), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "llmprep.cli",
+            "prepare",
+            "--set",
+            f"model.name={REPO}",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--hub-cache",
+            str(hub_root),
+            "--json",
+        ],
         cwd=ROOT,
         env={**os.environ, **rel.env, **env},
         stdout=subprocess.PIPE,

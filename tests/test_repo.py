@@ -102,9 +102,17 @@ def variants(tmp_path_factory: pytest.TempPathFactory, folders: dict[str, Path])
     out = {}
     for n, (runtime, engine, model) in enumerate(VARIANTS):
         spec = spec_of(**model).with_runtime(runtime)
-        out[n] = (write_repository(spec, out_dir=base / str(n), engine=engine, tokenizer_dir=folders["tokenizer"],
-                                   artifact_dir=folders["engine"] if runtime == "engine" else None,
-                                   checkpoint_dir=folders["checkpoint"]), spec)
+        out[n] = (
+            write_repository(
+                spec,
+                out_dir=base / str(n),
+                engine=engine,
+                tokenizer_dir=folders["tokenizer"],
+                artifact_dir=folders["engine"] if runtime == "engine" else None,
+                checkpoint_dir=folders["checkpoint"],
+            ),
+            spec,
+        )
     return out
 
 
@@ -126,7 +134,9 @@ def test_every_model_has_upstream_names_inputs_and_outputs(
 
 
 @pytest.mark.parametrize(("variant", "model"), CASES, ids=_case_id)
-def test_every_model_batches_as_upstreams_does(variants: dict[int, tuple[Path, ModelSpec]], variant: int, model: str) -> None:
+def test_every_model_batches_as_upstreams_does(
+    variants: dict[int, tuple[Path, ModelSpec]], variant: int, model: str
+) -> None:
     (root, spec), layout = variants[variant], repo_mod.LAYOUTS[VARIANTS[variant][0]]
     config = read_config(root / model / "config.pbtxt")
     expected = MODELS[(layout, model)]
@@ -209,7 +219,9 @@ def test_llmapi_config_carries_decoupled_and_max_batch_size_for_disable_auto_com
     assert model_yaml["triton_config"] == {"max_batch_size": 0, "decoupled": True}
 
 
-def test_llmapi_repository_is_unary_by_default_as_upstreams_model_yaml(tmp_path: Path, folders: dict[str, Path]) -> None:
+def test_llmapi_repository_is_unary_by_default_as_upstreams_model_yaml(
+    tmp_path: Path, folders: dict[str, Path]
+) -> None:
     # Upstream v0.19.0 all_models/llmapi/tensorrt_llm/1/model.yaml:21 ships decoupled False.
     root = write(tmp_path, folders, "pytorch", "real", spec_of())
     model_yaml = yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())
@@ -219,9 +231,18 @@ def test_llmapi_repository_is_unary_by_default_as_upstreams_model_yaml(tmp_path:
 
 def test_llmapi_model_yaml_holds_the_llm_api_arguments_from_the_spec(tmp_path: Path, folders: dict[str, Path]) -> None:
     spec = parse_spec(
-        {"model": {"name": "gpt2", "tensorrtLlm": {"parallelism": {"tensor": 2, "pipeline": 2}, "dataType": "bfloat16",
-                                                    "maxBatchSize": 32, "options": {"enable_chunked_prefill": True}},
-                   "repository": {"kvCacheFreeGpuMemFraction": 0.5, "enableKvCacheReuse": True}}}
+        {
+            "model": {
+                "name": "gpt2",
+                "tensorrtLlm": {
+                    "parallelism": {"tensor": 2, "pipeline": 2},
+                    "dataType": "bfloat16",
+                    "maxBatchSize": 32,
+                    "options": {"enable_chunked_prefill": True},
+                },
+                "repository": {"kvCacheFreeGpuMemFraction": 0.5, "enableKvCacheReuse": True},
+            }
+        }
     )
     root = write(tmp_path, folders, "pytorch", "real", spec)
     args = yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())
@@ -245,7 +266,9 @@ def test_chunked_context_reaches_the_llm_api_as_enable_chunked_prefill(
 def test_an_explicit_enable_chunked_prefill_option_wins_over_the_repository_key(
     tmp_path: Path, folders: dict[str, Path]
 ) -> None:
-    spec = spec_of(repository={"enableChunkedContext": True}, tensorrtLlm={"options": {"enable_chunked_prefill": False}})
+    spec = spec_of(
+        repository={"enableChunkedContext": True}, tensorrtLlm={"options": {"enable_chunked_prefill": False}}
+    )
     root = write(tmp_path, folders, "pytorch", "real", spec)
     assert yaml.safe_load((root / "tensorrt_llm" / "1" / "model.yaml").read_text())["enable_chunked_prefill"] is False
 
@@ -273,13 +296,25 @@ def test_chunked_context_is_off_by_default_as_the_backend_leaves_it(tmp_path: Pa
     ("repository", "model", "check"),
     [
         ({"maxBeamWidth": 2}, "tensorrt_llm", lambda c: params(c)["max_beam_width"] == "2"),
-        ({"kvCacheFreeGpuMemFraction": 0.5}, "tensorrt_llm", lambda c: params(c)["kv_cache_free_gpu_mem_fraction"] == "0.5"),
+        (
+            {"kvCacheFreeGpuMemFraction": 0.5},
+            "tensorrt_llm",
+            lambda c: params(c)["kv_cache_free_gpu_mem_fraction"] == "0.5",
+        ),
         ({"enableKvCacheReuse": True}, "tensorrt_llm", lambda c: params(c)["enable_kv_cache_reuse"] == "true"),
         ({"batchingStrategy": "v1"}, "tensorrt_llm", lambda c: params(c)["gpt_model_type"] == "v1"),
         ({"excludeInputInOutput": False}, "tensorrt_llm", lambda c: params(c)["exclude_input_in_output"] == "false"),
         ({"enableChunkedContext": True}, "tensorrt_llm", lambda c: params(c)["enable_chunked_context"] == "true"),
-        ({"maxQueueDelayMicroseconds": 250}, "tensorrt_llm", lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250),
-        ({"maxQueueDelayMicroseconds": 250}, "preprocessing", lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250),
+        (
+            {"maxQueueDelayMicroseconds": 250},
+            "tensorrt_llm",
+            lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250,
+        ),
+        (
+            {"maxQueueDelayMicroseconds": 250},
+            "preprocessing",
+            lambda c: c.dynamic_batching.max_queue_delay_microseconds == 250,
+        ),
         ({"decoupled": False}, "tensorrt_llm", lambda c: c.model_transaction_policy.decoupled is False),
         ({"decoupled": False}, "tensorrt_llm_bls", lambda c: c.model_transaction_policy.decoupled is False),
         ({"instances": {"preprocessing": 3}}, "preprocessing", lambda c: c.instance_group[0].count == 3),
@@ -313,7 +348,9 @@ def test_engine_and_tokenizer_folders_are_written_as_absolute_paths(tmp_path: Pa
         assert params(read_config(root / model / "config.pbtxt"))["tokenizer_dir"] == str(folders["tokenizer"])
 
 
-def test_tokenizer_type_of_the_tutorials_is_accepted_and_changes_nothing(tmp_path: Path, folders: dict[str, Path]) -> None:
+def test_tokenizer_type_of_the_tutorials_is_accepted_and_changes_nothing(
+    tmp_path: Path, folders: dict[str, Path]
+) -> None:
     with_type = spec_of(repository={"tokenizerType": "llama"})
     plain = write(tmp_path / "a", folders, "engine", "real")
     typed = write(tmp_path / "b", folders, "engine", "real", with_type)
@@ -328,7 +365,11 @@ def test_stand_in_config_is_labelled_and_carries_the_cost_model(tmp_path: Path, 
     text = (root / "tensorrt_llm" / "config.pbtxt").read_text()
     got = params(read_config(root / "tensorrt_llm" / "config.pbtxt"))
     assert "STAND-IN" in text and got["llmprep_standin"] == "true"
-    assert (got["standin_decode_ms_per_step"], got["standin_max_in_flight"], got["standin_queue_in_triton"]) == ("7", "3", "true")
+    assert (got["standin_decode_ms_per_step"], got["standin_max_in_flight"], got["standin_queue_in_triton"]) == (
+        "7",
+        "3",
+        "true",
+    )
     assert got["standin_kv_cache_blocks"] == str(3 * 4096 // 16)
 
 
@@ -339,7 +380,11 @@ def test_the_stand_ins_token_budget_is_the_specs_max_num_tokens(
     root = write(tmp_path, folders, runtime, "standin", spec_of(tensorrtLlm={"maxNumTokens": 1234}))
     assert params(read_config(root / "tensorrt_llm" / "config.pbtxt"))["standin_max_num_tokens"] == "1234"
     engine = load_common().standin_engine(
-        {"parameters": {k: {"string_value": v} for k, v in params(read_config(root / "tensorrt_llm" / "config.pbtxt")).items()}},
+        {
+            "parameters": {
+                k: {"string_value": v} for k, v in params(read_config(root / "tensorrt_llm" / "config.pbtxt")).items()
+            }
+        },
         lambda: 100,
     )
     engine.stop()
@@ -420,11 +465,23 @@ def test_a_folder_with_other_content_is_never_replaced(tmp_path: Path, folders: 
         ("auto", "real", {}, SpecError, "model.tensorrtLlm.runtime: 'auto' must be resolved"),
         ("engine", "fake", {}, UsageError, "--engine: 'fake' is not one of real, standin"),
         ("engine", "standin", {"layout": "llmapi"}, UsageError, "--layout: llmapi does not serve runtime 'engine'"),
-        ("engine", "standin", {"tokenizer_dir": Path("/nonexistent/tok")}, UsageError, "--tokenizer /nonexistent/tok: no such folder"),
+        (
+            "engine",
+            "standin",
+            {"tokenizer_dir": Path("/nonexistent/tok")},
+            UsageError,
+            "--tokenizer /nonexistent/tok: no such folder",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_flag(
-    tmp_path: Path, folders: dict[str, Path], runtime: str, engine: str, kwargs: dict[str, Any], error: type, message: str
+    tmp_path: Path,
+    folders: dict[str, Path],
+    runtime: str,
+    engine: str,
+    kwargs: dict[str, Any],
+    error: type,
+    message: str,
 ) -> None:
     args: dict[str, Any] = {"tokenizer_dir": folders["tokenizer"], **kwargs}
     with pytest.raises(error, match=message.replace("(", r"\(")):
@@ -444,8 +501,18 @@ def test_auto_runtime_with_the_stand_in_picks_the_engine_layout(tmp_path: Path) 
 def test_cli_writes_a_stand_in_repository_with_its_own_tiny_tokenizer(tmp_path: Path) -> None:
     spec = tmp_path / "model.yaml"
     spec.write_text("model:\n  name: gpt2\n")
-    done = run_cli("repo", "--spec", str(spec), "--out", str(tmp_path / "r"), "--engine", "standin",
-                   "--runtime", "pytorch", "--json")
+    done = run_cli(
+        "repo",
+        "--spec",
+        str(spec),
+        "--out",
+        str(tmp_path / "r"),
+        "--engine",
+        "standin",
+        "--runtime",
+        "pytorch",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert (info["layout"], info["models"], info["standin"]) == ("llmapi", ["tensorrt_llm"], True)
@@ -455,8 +522,9 @@ def test_cli_writes_a_stand_in_repository_with_its_own_tiny_tokenizer(tmp_path: 
 def test_cli_reports_a_missing_engine_folder_in_one_line_with_exit_code_2(tmp_path: Path) -> None:
     spec = tmp_path / "model.yaml"
     spec.write_text("model:\n  name: gpt2\n")
-    done = run_cli("repo", "--spec", str(spec), "--out", str(tmp_path / "r"), "--runtime", "engine",
-                   "--tokenizer", str(tmp_path))
+    done = run_cli(
+        "repo", "--spec", str(spec), "--out", str(tmp_path / "r"), "--runtime", "engine", "--tokenizer", str(tmp_path)
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--artifact: required" in done.stderr
 
@@ -488,7 +556,9 @@ def test_tiny_tokenizer_loads_offline_and_round_trips_text(tokenizer: Path) -> N
     assert tok.decode(tok.encode(text)) == text
 
 
-@pytest.mark.parametrize("text", ["Hello world! What is machine learning?", "héllo wörld ✓ — naïve café", "日本語のテキスト"])
+@pytest.mark.parametrize(
+    "text", ["Hello world! What is machine learning?", "héllo wörld ✓ — naïve café", "日本語のテキスト"]
+)
 def test_streaming_detokenizer_never_splits_a_character_and_rebuilds_the_text(tokenizer: Path, text: str) -> None:
     common = load_common()
     tok = common.load_tokenizer(str(tokenizer))
@@ -510,8 +580,14 @@ def test_stand_in_engine_holds_requests_beyond_max_in_flight_waiting_inside() ->
     engine = common.StandinEngine(common.CostModel(max_in_flight=2, kv_cache_blocks=100, tokens_per_block=4), step)
     emitted: dict[int, list[tuple[list[int], bool]]] = {}
     jobs = [
-        engine.submit(common.Job(input_ids=[i, i + 1, i + 2], max_tokens=3, end_id=None,
-                                 emit=lambda job, new, final, i=i: emitted.setdefault(i, []).append((new, final))))
+        engine.submit(
+            common.Job(
+                input_ids=[i, i + 1, i + 2],
+                max_tokens=3,
+                end_id=None,
+                emit=lambda job, new, final, i=i: emitted.setdefault(i, []).append((new, final)),
+            )
+        )
         for i in range(5)
     ]
     try:
@@ -541,8 +617,10 @@ def test_stand_in_engine_admits_only_what_the_kv_cache_can_hold() -> None:
         common.CostModel(max_in_flight=8, kv_cache_blocks=4, tokens_per_block=4),
         lambda batch, new: (hold.wait(10), [0] * len(batch))[1],
     )
-    jobs = [engine.submit(common.Job(input_ids=[1, 2, 3, 4], max_tokens=4, end_id=None, emit=lambda *a: None))
-            for _ in range(3)]
+    jobs = [
+        engine.submit(common.Job(input_ids=[1, 2, 3, 4], max_tokens=4, end_id=None, emit=lambda *a: None))
+        for _ in range(3)
+    ]
     try:
         while engine.stats()["numActiveRequests"] == 0:
             threading.Event().wait(0.01)
@@ -599,8 +677,14 @@ LLM_API_STATS = {
     "numQueuedRequests": 9,
     "maxNumActiveRequests": 64,
     "kvCacheStats": {"maxNumBlocks": 200, "freeNumBlocks": 90, "usedNumBlocks": 110, "tokensPerBlock": 32},
-    "inflightBatchingStats": {"numScheduledRequests": 4, "numContextRequests": 2, "numGenRequests": 2,
-                              "numPausedRequests": 1, "numCtxTokens": 300, "microBatchId": 0},
+    "inflightBatchingStats": {
+        "numScheduledRequests": 4,
+        "numContextRequests": 2,
+        "numGenRequests": 2,
+        "numPausedRequests": 1,
+        "numCtxTokens": 300,
+        "microBatchId": 0,
+    },
 }
 
 
@@ -617,7 +701,9 @@ def fake_pb_utils() -> Iterator[types.ModuleType]:
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["dicts", "json-strings"])
-def test_llm_api_iteration_stats_become_the_engine_backends_gauges(fake_pb_utils: types.ModuleType, as_json: bool) -> None:
+def test_llm_api_iteration_stats_become_the_engine_backends_gauges(
+    fake_pb_utils: types.ModuleType, as_json: bool
+) -> None:
     common = load_common()
     exporter = common.MetricsExporter(fake_pb_utils, "tensorrt_llm", "1")
     older = {**LLM_API_STATS, "iter": 40, "numQueuedRequests": 0}
@@ -662,8 +748,11 @@ class FakeLLM:
         self.asked = (prompt, sampling, streaming)
         for text in ("Hel", "lo"):
             yield types.SimpleNamespace(
-                outputs=[types.SimpleNamespace(text_diff=text, text="Hello", finish_reason="length", stop_reason=None,
-                                               cumulative_logprob=None)],
+                outputs=[
+                    types.SimpleNamespace(
+                        text_diff=text, text="Hello", finish_reason="length", stop_reason=None, cumulative_logprob=None
+                    )
+                ],
                 abort=lambda: None,
             )
 
@@ -691,8 +780,14 @@ def test_our_llmapi_model_builds_the_llm_from_model_yaml_and_exports_its_stats(
     spec.loader.exec_module(model_module)
     config = {"parameters": {}, "model_transaction_policy": {"decoupled": True}}
     model = model_module.TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(root / "tensorrt_llm"),
-                      "model_version": "1", "model_name": "tensorrt_llm"})
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(root / "tensorrt_llm"),
+            "model_version": "1",
+            "model_name": "tensorrt_llm",
+        }
+    )
     try:
         (llm,) = FakeLLM.instances
         assert llm.kwargs["model"] == str(folders["checkpoint"]) and llm.kwargs["tensor_parallel_size"] == 2
@@ -766,10 +861,21 @@ def test_our_llmapi_model_hands_requests_to_generate_async_and_streams_text_diff
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
-    model.initialize({"model_config": json.dumps({"parameters": {}}), "model_repository": str(root / "tensorrt_llm"),
-                      "model_version": "1", "model_name": "tensorrt_llm"})
-    request = FakeRequest(text_input=[b"Hi"], streaming=[True], sampling_param_max_tokens=[2],
-                          sampling_param_temperature=[0.5], return_finish_reason=[True])
+    model.initialize(
+        {
+            "model_config": json.dumps({"parameters": {}}),
+            "model_repository": str(root / "tensorrt_llm"),
+            "model_version": "1",
+            "model_name": "tensorrt_llm",
+        }
+    )
+    request = FakeRequest(
+        text_input=[b"Hi"],
+        streaming=[True],
+        sampling_param_max_tokens=[2],
+        sampling_param_temperature=[0.5],
+        return_finish_reason=[True],
+    )
     try:
         assert model.execute([request]) is None  # handed off, as upstream's model does
         assert request.sender.finished.wait(10)
@@ -801,13 +907,22 @@ def test_our_llmapi_model_returns_upstreams_perf_metrics_from_the_llm_apis_reque
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     metrics = types.SimpleNamespace(
-        kv_cache_metrics=types.SimpleNamespace(num_reused_blocks=1, kv_cache_hit_rate=0.25, num_new_allocated_blocks=3,
-                                               num_total_allocated_blocks=4, num_missed_blocks=3),
-        timing_metrics=types.SimpleNamespace(arrival_time=datetime.timedelta(seconds=76735, microseconds=247746),
-                                             first_scheduled_time=datetime.timedelta(seconds=76735, microseconds=248284),
-                                             first_token_time=datetime.timedelta(seconds=76735, microseconds=374300),
-                                             last_token_time=datetime.timedelta(seconds=76736, microseconds=545324)),
-        speculative_decoding=types.SimpleNamespace(acceptance_rate=0.5, total_accepted_draft_tokens=2, total_draft_tokens=4),
+        kv_cache_metrics=types.SimpleNamespace(
+            num_reused_blocks=1,
+            kv_cache_hit_rate=0.25,
+            num_new_allocated_blocks=3,
+            num_total_allocated_blocks=4,
+            num_missed_blocks=3,
+        ),
+        timing_metrics=types.SimpleNamespace(
+            arrival_time=datetime.timedelta(seconds=76735, microseconds=247746),
+            first_scheduled_time=datetime.timedelta(seconds=76735, microseconds=248284),
+            first_token_time=datetime.timedelta(seconds=76735, microseconds=374300),
+            last_token_time=datetime.timedelta(seconds=76736, microseconds=545324),
+        ),
+        speculative_decoding=types.SimpleNamespace(
+            acceptance_rate=0.5, total_accepted_draft_tokens=2, total_draft_tokens=4
+        ),
     )
     got = {t.name(): t.as_numpy() for t in module.perf_tensors(metrics)}
     assert module.perf_tensors(None) == []

@@ -145,8 +145,7 @@ def test_one_gpu_runs_tritonserver_alone_exec_in_place(runtime: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"),
-    [("http_port", 9000), ("grpc_port", 9001), ("metrics_port", 9002), ("exit_timeout_secs", 7)],
+    ("flag", "value"), [("http_port", 9000), ("grpc_port", 9001), ("metrics_port", 9002), ("exit_timeout_secs", 7)]
 )
 def test_ports_and_drain_time_come_from_the_options(flag: str, value: int) -> None:
     options = ServeOptions(**{flag: value})
@@ -184,9 +183,19 @@ POD = PodFacts(trtllm_version="1.2.1", gpu_product="NVIDIA-H100-80GB-HBM3", gpu_
 @pytest.mark.parametrize(
     ("pod", "runtime", "tensor", "refusal"),
     [
-        (PodFacts(trtllm_version="1.3.0", gpu_product=POD.gpu_product, gpu_count=2), "engine", 2, "TensorRT-LLM 1.2.1 ≠ 1.3.0"),
+        (
+            PodFacts(trtllm_version="1.3.0", gpu_product=POD.gpu_product, gpu_count=2),
+            "engine",
+            2,
+            "TensorRT-LLM 1.2.1 ≠ 1.3.0",
+        ),
         (PodFacts(trtllm_version=None, gpu_product=POD.gpu_product, gpu_count=2), "engine", 2, "not installed here"),
-        (PodFacts(trtllm_version="1.2.1", gpu_product="NVIDIA-A100-SXM4-80GB", gpu_count=2), "engine", 2, "GPU product"),
+        (
+            PodFacts(trtllm_version="1.2.1", gpu_product="NVIDIA-A100-SXM4-80GB", gpu_count=2),
+            "engine",
+            2,
+            "GPU product",
+        ),
         (POD, "pytorch", 2, "runtime engine ≠ pytorch"),
         (POD, "engine", 4, "tensor × pipeline 2×1 ≠ 4×1"),
         (PodFacts(trtllm_version="1.2.1", gpu_product=POD.gpu_product, gpu_count=1), "engine", 2, "sees 1 GPU"),
@@ -308,7 +317,9 @@ def test_waiting_for_workers_retries_until_they_answer() -> None:
 def test_a_worker_runs_sshd_in_the_foreground_with_the_group_keys() -> None:
     plan = compose_worker(SshOptions(port=2300, directory=Path("/keys")), sshd="/usr/sbin/sshd")
     assert plan.argv[:3] == ["/usr/sbin/sshd", "-D", "-e"]
-    assert {"-p", "2300", "-h", "/keys/ssh_host_ed25519_key", "AuthorizedKeysFile=/keys/authorized_keys"} <= set(plan.argv)
+    assert {"-p", "2300", "-h", "/keys/ssh_host_ed25519_key", "AuthorizedKeysFile=/keys/authorized_keys"} <= set(
+        plan.argv
+    )
     assert "PasswordAuthentication=no" in plan.argv
 
 
@@ -330,9 +341,7 @@ def _spec(tmp_path: Path, tensor: int = 1, runtime: str = "engine") -> Path:
 
 
 def test_cli_dry_run_json_shows_the_mpirun_plan(tmp_path: Path) -> None:
-    result = run_cli(
-        "serve", "--spec", str(_spec(tmp_path, 2)), "--repository", str(GATE_REPO), "--dry-run", "--json"
-    )
+    result = run_cli("serve", "--spec", str(_spec(tmp_path, 2)), "--repository", str(GATE_REPO), "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert Path(plan["argv"][0]).name == "mpirun" and plan["argv"].count(":") == 1

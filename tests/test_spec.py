@@ -32,8 +32,10 @@ def model(**tensorrt_llm: object) -> dict[str, object]:
         ({"gpu": [], "model": {"name": "gpt2"}}, "gpu: must be a GPU product name or a non-empty list"),
         ({"gpu": ["A10G", 3], "model": {"name": "gpt2"}}, "gpu[1]: must be a GPU product name"),
         ({"model": "gpt2"}, "model: must be a mapping of keys"),
-        ({"model": {"name": "gpt2", "repository": {"kvCacheFreeGpuMemFraction": 1.5}}},
-         "model.repository.kvCacheFreeGpuMemFraction: must be between 0.01 and 1"),
+        (
+            {"model": {"name": "gpt2", "repository": {"kvCacheFreeGpuMemFraction": 1.5}}},
+            "model.repository.kvCacheFreeGpuMemFraction: must be between 0.01 and 1",
+        ),
         ({"model": {"name": "gpt2", "skipConversion": "yes"}}, "model.skipConversion: must be true or false"),
     ],
 )
@@ -44,7 +46,9 @@ def test_invalid_spec_is_rejected_naming_the_field(doc: dict[str, object], messa
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("path", sorted(TUTORIAL_VALUES.glob("*/*_values.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path", sorted(TUTORIAL_VALUES.glob("*/*_values.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_every_tutorial_values_file_reads_as_a_spec(path: Path) -> None:
     spec = load_spec([path.parent / "values.yaml", path])
     values = yaml.safe_load(path.read_text())
@@ -90,8 +94,11 @@ def test_spec_round_trips_through_its_values_form() -> None:
     ("args", "code", "needle"),
     [
         (["spec", "show", "--set", "model.name=gpt2"], 0, "hfRepo: openai-community/gpt2"),
-        (["spec", "show", "--set", "model.name=gpt2", "--set", "model.tensorrtLlm.parallelism.tensor=0"], 2,
-         "model.tensorrtLlm.parallelism.tensor"),
+        (
+            ["spec", "show", "--set", "model.name=gpt2", "--set", "model.tensorrtLlm.parallelism.tensor=0"],
+            2,
+            "model.tensorrtLlm.parallelism.tensor",
+        ),
         (["spec", "show", "--spec", "/nonexistent.yaml"], 2, "no such file"),
     ],
 )

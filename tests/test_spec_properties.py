@@ -79,8 +79,18 @@ def test_every_invalid_value_is_rejected_naming_its_field(doc: dict[str, Any], i
 @settings(max_examples=100, deadline=None)
 @given(valid_documents(), st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12))
 def test_an_unknown_key_under_model_is_rejected_naming_it(doc: dict[str, Any], key: str) -> None:
-    known = {"name", "hfRepo", "revision", "tokenizer", "pullSecret", "skipConversion", "persistentVolumeClaim",
-             "tensorrtLlm", "repository", "standin"}
+    known = {
+        "name",
+        "hfRepo",
+        "revision",
+        "tokenizer",
+        "pullSecret",
+        "skipConversion",
+        "persistentVolumeClaim",
+        "tensorrtLlm",
+        "repository",
+        "standin",
+    }
     if key in known:
         return
     try:

@@ -35,7 +35,12 @@ def _spec(options: Any) -> dict[str, Any]:
 
 def _compose(runtime: str, world: int, options: tuple[str, ...] = MINE) -> list[str]:
     plan = compose(
-        runtime=runtime, repository=REPOSITORY, tensor=world, pipeline=1, options=ServeOptions(), triton=NGC,
+        runtime=runtime,
+        repository=REPOSITORY,
+        tensor=world,
+        pipeline=1,
+        options=ServeOptions(),
+        triton=NGC,
         server_options=options,
     )
     return plan.argv
@@ -71,10 +76,16 @@ def test_an_empty_list_turns_every_server_option_off_including_the_histograms() 
     ("options", "message"),
     [
         ("--log-verbose=1", r"^triton\.serverOptions: must be a list of --flag=value strings, got string"),
-        (["--log-verbose=1", "log-verbose=1"], r"^triton\.serverOptions\[1\]: must be a tritonserver option starting with --"),
+        (
+            ["--log-verbose=1", "log-verbose=1"],
+            r"^triton\.serverOptions\[1\]: must be a tritonserver option starting with --",
+        ),
         ([3], r"^triton\.serverOptions\[0\]: must be a tritonserver option starting with --, .*got number 3"),
         (["--"], r"^triton\.serverOptions\[0\]: must be a tritonserver option"),
-        (["--log-verbose 1"], r"^triton\.serverOptions\[0\]: .* contains whitespace; write the option and its value as one"),
+        (
+            ["--log-verbose 1"],
+            r"^triton\.serverOptions\[0\]: .* contains whitespace; write the option and its value as one",
+        ),
     ],
 )
 def test_a_malformed_server_option_is_a_one_line_error_naming_its_index(options: Any, message: str) -> None:
@@ -85,7 +96,9 @@ def test_a_malformed_server_option_is_a_one_line_error_naming_its_index(options:
 
 @pytest.mark.parametrize("flag", sorted(RESERVED_SERVER_OPTIONS))
 def test_an_option_llmprep_sets_itself_is_refused_naming_the_key_and_the_flag(flag: str) -> None:
-    with pytest.raises(SpecError, match=rf"^triton\.serverOptions\[1\]: {flag} is set by llmprep serve itself; remove it \("):
+    with pytest.raises(
+        SpecError, match=rf"^triton\.serverOptions\[1\]: {flag} is set by llmprep serve itself; remove it \("
+    ):
         parse_spec(_spec(["--log-verbose=1", f"{flag}=9000"]))
 
 
@@ -101,11 +114,7 @@ def test_a_spec_with_the_default_options_dumps_no_triton_section() -> None:
 
 def test_every_flag_llmprep_serve_sets_on_any_rank_is_reserved() -> None:
     """The refusal list stays in step with what compose writes (not counting the flags that may repeat)."""
-    written = {
-        arg.split("=", 1)[0]
-        for rank in (0, 1)
-        for arg in rank_args(rank, REPOSITORY, ServeOptions(), NGC)
-    }
+    written = {arg.split("=", 1)[0] for rank in (0, 1) for arg in rank_args(rank, REPOSITORY, ServeOptions(), NGC)}
     assert written - {"--disable-auto-complete-config", "--backend-config"} <= set(RESERVED_SERVER_OPTIONS)
 
 
@@ -130,7 +139,12 @@ def test_the_pytorch_layout_gives_the_options_to_its_one_tritonserver() -> None:
 
 def test_the_plan_says_which_options_came_from_the_values() -> None:
     plan = compose(
-        runtime="engine", repository=REPOSITORY, tensor=1, pipeline=1, options=ServeOptions(), triton=NGC,
+        runtime="engine",
+        repository=REPOSITORY,
+        tensor=1,
+        pipeline=1,
+        options=ServeOptions(),
+        triton=NGC,
         server_options=MINE,
     )
     assert f"triton.serverOptions): {' '.join(MINE)}" in plan.description
@@ -171,7 +185,9 @@ def test_an_empty_list_in_the_values_turns_the_options_off_in_the_pod() -> None:
     assert _pod_spec(objects).server_options == ()
 
 
-@pytest.mark.parametrize("option", ["--http-port=9000", "--model-control-mode=explicit", "log-verbose=1", "--log-verbose 1"])
+@pytest.mark.parametrize(
+    "option", ["--http-port=9000", "--model-control-mode=explicit", "log-verbose=1", "--log-verbose 1"]
+)
 def test_the_schema_refuses_a_reserved_or_malformed_option_at_install(option: str) -> None:
     values = chart.merge_values([], ["triton.image.name=registry.example.com/llmprep-triton:26.07"])
     values["triton"]["serverOptions"] = [option]

@@ -52,8 +52,14 @@ RECORD = {
     "numQueuedRequests": 13,
     "maxNumActiveRequests": 8,
     "kvCacheStats": {"maxNumBlocks": 100, "freeNumBlocks": 30, "usedNumBlocks": 70, "tokensPerBlock": 16},
-    "inflightBatchingStats": {"numScheduledRequests": 5, "numContextRequests": 2, "numGenRequests": 3,
-                              "numPausedRequests": 1, "numCtxTokens": 240, "microBatchId": 0},
+    "inflightBatchingStats": {
+        "numScheduledRequests": 5,
+        "numContextRequests": 2,
+        "numGenRequests": 3,
+        "numPausedRequests": 1,
+        "numCtxTokens": 240,
+        "microBatchId": 0,
+    },
 }
 
 
@@ -72,9 +78,7 @@ def test_no_engine_backend_family_exports_the_executor_queue() -> None:
     assert 999 not in nv and gauges[(common.QUEUE_FAMILY, "request_type", "queued")] == 999
 
 
-def run_engine(
-    common: types.ModuleType, cost: Any, jobs: int, prompt: int, max_tokens: int
-) -> dict[str, Any]:
+def run_engine(common: types.ModuleType, cost: Any, jobs: int, prompt: int, max_tokens: int) -> dict[str, Any]:
     """Stats of the first iteration with every job submitted, the step held open."""
     ready = threading.Event()
     gate = threading.Event()
@@ -131,8 +135,9 @@ def test_when_the_kv_cache_binds_admitted_requests_wait_unscheduled() -> None:
 def test_when_the_token_budget_binds_new_contexts_wait_for_a_later_iteration() -> None:
     common = load_common()
     # One running request plus prompts of 40 tokens under a budget of 100: two new contexts fit.
-    cost = common.CostModel(max_in_flight=8, kv_cache_blocks=1000, tokens_per_block=16,
-                            decode_ms_per_step=0, max_num_tokens=100)
+    cost = common.CostModel(
+        max_in_flight=8, kv_cache_blocks=1000, tokens_per_block=16, decode_ms_per_step=0, max_num_tokens=100
+    )
     stats = run_engine(common, cost, jobs=5, prompt=40, max_tokens=50)
     ibs = stats["inflightBatchingStats"]
     assert (stats["numActiveRequests"], ibs["numScheduledRequests"], ibs["numContextRequests"]) == (5, 3, 2)
@@ -143,8 +148,14 @@ def test_with_chunked_context_a_context_over_the_budget_runs_the_part_that_fits_
     common = load_common()
     # As the budget test above, chunking on: the third new prompt gets 16 of the 19 tokens left
     # (one block of 16), the fourth none (TensorRT-LLM microBatchScheduler.cpp, FCFS chunking).
-    cost = common.CostModel(max_in_flight=8, kv_cache_blocks=1000, tokens_per_block=16,
-                            decode_ms_per_step=0, max_num_tokens=100, chunked_context=True)
+    cost = common.CostModel(
+        max_in_flight=8,
+        kv_cache_blocks=1000,
+        tokens_per_block=16,
+        decode_ms_per_step=0,
+        max_num_tokens=100,
+        chunked_context=True,
+    )
     stats = run_engine(common, cost, jobs=5, prompt=40, max_tokens=50)
     ibs = stats["inflightBatchingStats"]
     assert (stats["numActiveRequests"], ibs["numScheduledRequests"], ibs["numContextRequests"]) == (5, 4, 3)
@@ -163,8 +174,15 @@ def idle_engine(common: types.ModuleType, config: dict[str, Any]) -> Any:
 @pytest.mark.parametrize(("chunked", "chunks"), [("true", [96, 96, 96, 12]), ("false", [300])])
 def test_a_lone_long_prompt_is_chunked_only_when_enable_chunked_context_is_set(chunked: str, chunks: list[int]) -> None:
     common = load_common()
-    engine = idle_engine(common, {"enable_chunked_context": chunked, "standin_max_num_tokens": "100",
-                                  "standin_tokens_per_block": "16", "standin_kv_cache_blocks": "100"})
+    engine = idle_engine(
+        common,
+        {
+            "enable_chunked_context": chunked,
+            "standin_max_num_tokens": "100",
+            "standin_tokens_per_block": "16",
+            "standin_kv_cache_blocks": "100",
+        },
+    )
     job = common.Job(input_ids=list(range(300)), max_tokens=4, end_id=None, emit=lambda *a: None)
     engine.waiting.append(job)
     seen = []
@@ -178,8 +196,9 @@ def test_a_lone_long_prompt_is_chunked_only_when_enable_chunked_context_is_set(c
 
 def test_without_chunked_context_a_second_prompt_over_the_budget_left_waits_whole() -> None:
     common = load_common()
-    engine = idle_engine(common, {"standin_max_num_tokens": "100", "standin_tokens_per_block": "16",
-                                  "standin_kv_cache_blocks": "100"})
+    engine = idle_engine(
+        common, {"standin_max_num_tokens": "100", "standin_tokens_per_block": "16", "standin_kv_cache_blocks": "100"}
+    )
     jobs = [common.Job(input_ids=list(range(60)), max_tokens=4, end_id=None, emit=lambda *a: None) for _ in range(2)]
     engine.waiting.extend(jobs)
     batch, new = engine.schedule()

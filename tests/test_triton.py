@@ -27,8 +27,11 @@ def test_server_args_bind_every_endpoint_to_the_given_address() -> None:
 def test_a_real_tritonserver_serves_the_echo_model_and_stops(tmp_path: Path) -> None:
     server = TritonProcess(
         ROOT / "tests" / "data" / "echo_repo",
-        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-        log_path=tmp_path / "triton.log", exit_timeout_secs=2,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=tmp_path / "triton.log",
+        exit_timeout_secs=2,
     )
     with server:
         server.wait_ready(60)
@@ -41,7 +44,10 @@ def test_a_real_tritonserver_serves_the_echo_model_and_stops(tmp_path: Path) -> 
 
 def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
     server = TritonProcess(
-        tmp_path / "missing-repo", http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+        tmp_path / "missing-repo",
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
         log_path=tmp_path / "triton.log",
     )
     with server, pytest.raises(ServeError, match="tritonserver exited"):

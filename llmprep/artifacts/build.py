@@ -68,7 +68,9 @@ def unobserved_environment() -> Environment:
     return Environment(None, gpu_mod.GpuInfo((), "none"))
 
 
-def artifact_inputs(spec: ModelSpec, *, commit: str, gpu_product: str | None, trtllm_version: str | None) -> dict[str, Any]:
+def artifact_inputs(
+    spec: ModelSpec, *, commit: str, gpu_product: str | None, trtllm_version: str | None
+) -> dict[str, Any]:
     """Everything that changes the artifact, in clear text (the cache key hashes exactly this)."""
     limits = spec.limits
     return {
@@ -124,13 +126,13 @@ def _flag_args(options: Mapping[str, Any], switches: frozenset[str] = frozenset(
     return converters.flag_args(options, switches)
 
 
-def conversion_command(
-    python: str, script: Path, spec: ModelSpec, checkpoint_dir: Path, output_dir: Path
-) -> list[str]:
+def conversion_command(python: str, script: Path, spec: ModelSpec, checkpoint_dir: Path, output_dir: Path) -> list[str]:
     """`convert_checkpoint.py` with the spec's dataType (bfloat16 included) and parallelism."""
     extra = spec.options.get(CONVERT_OPTIONS_KEY) or {}
     if not isinstance(extra, Mapping):
-        raise BuildError(f"model.tensorrtLlm.options.{CONVERT_OPTIONS_KEY}: must be a map of convert_checkpoint.py flags")
+        raise BuildError(
+            f"model.tensorrtLlm.options.{CONVERT_OPTIONS_KEY}: must be a map of convert_checkpoint.py flags"
+        )
     family = script.parent.name
     args = converters.conversion_args(
         family, checkpoint_dir, output_dir, spec.data_type, spec.parallelism.tensor, spec.parallelism.pipeline
@@ -181,7 +183,9 @@ def verify_engine_dir(path: Path, spec: ModelSpec) -> None:
     pretrained = config.get("pretrained_config", {}) if isinstance(config, dict) else {}
     dtype = pretrained.get("dtype")
     if dtype is not None and dtype != spec.data_type:
-        raise BuildError(f"the engine was built as {dtype}, not the requested model.tensorrtLlm.dataType {spec.data_type}")
+        raise BuildError(
+            f"the engine was built as {dtype}, not the requested model.tensorrtLlm.dataType {spec.data_type}"
+        )
     mapping = pretrained.get("mapping", {})
     got = (mapping.get("tp_size", spec.parallelism.tensor), mapping.get("pp_size", spec.parallelism.pipeline))
     if got != (spec.parallelism.tensor, spec.parallelism.pipeline):
@@ -213,7 +217,9 @@ def build_engine(
         except ProcessError as exc:
             raise BuildError(f"checkpoint conversion failed: {exc}") from None
         try:
-            proc.run(build_command(info.build_command(), spec, converted, out_dir), on_line=on_line, log=log, timeout=timeout)
+            proc.run(
+                build_command(info.build_command(), spec, converted, out_dir), on_line=on_line, log=log, timeout=timeout
+            )
         except ProcessError as exc:
             raise BuildError(f"engine build failed: {exc}") from None
     finally:
@@ -262,11 +268,7 @@ def build_pytorch(spec: ModelSpec, checkpoint_dir: Path, out_dir: Path, info: tr
     """No engine: record the LLM API arguments and make room for the reusable start-up caches."""
     verify_checkpoint(checkpoint_dir)
     (out_dir / LLM_API_OPTIONS).write_text(yaml.safe_dump(llm_api_options(spec), sort_keys=True))
-    runtime = {
-        "runtime": "pytorch",
-        "trtllmVersion": info.version,
-        "env": dict(RUNTIME_CACHES),
-    }
+    runtime = {"runtime": "pytorch", "trtllmVersion": info.version, "env": dict(RUNTIME_CACHES)}
     (out_dir / RUNTIME_FILE).write_text(json.dumps(runtime, indent=2, sort_keys=True) + "\n")
     for rel in RUNTIME_CACHES.values():
         target = out_dir / rel
@@ -295,7 +297,9 @@ def build_artifact(
 ) -> None:
     """Fill `out_dir` with the artifact of `spec` (whose runtime is already resolved)."""
     if spec.runtime == "engine":
-        build_engine(spec, checkpoint_dir, out_dir, info, examples_dir=examples_dir, on_line=on_line, log=log, timeout=timeout)
+        build_engine(
+            spec, checkpoint_dir, out_dir, info, examples_dir=examples_dir, on_line=on_line, log=log, timeout=timeout
+        )
     elif spec.runtime == "pytorch":
         build_pytorch(spec, checkpoint_dir, out_dir, info)
     else:

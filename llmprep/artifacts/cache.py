@@ -53,8 +53,25 @@ MIN_FREE_BYTES = 1 << 20  # below this a volume counts as full: nothing we write
 
 
 # Kernel file systems: a path there is never storage (writes fail, or land in memory or in the kernel).
-KERNEL_FS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
-                       "securityfs", "configfs", "bpf", "mqueue", "pstore", "efivarfs", "fusectl"})
+KERNEL_FS = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "cgroup",
+        "cgroup2",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "configfs",
+        "bpf",
+        "mqueue",
+        "pstore",
+        "efivarfs",
+        "fusectl",
+    }
+)
 _KERNEL_ROOTS = (Path("/proc"), Path("/sys"))
 
 
@@ -332,7 +349,9 @@ def ensure_entry(
     if verify_entry(final, manifest_name=manifest_name, deep=deep):
         return Entry(final, read_manifest(final, manifest_name), built=False)
     ensure_dir(final.parent)
-    with locked(final.with_name(f"{key}.lock"), timeout=lock_timeout, what=f"{final.parent.name}/{key}", on_wait=on_wait):
+    with locked(
+        final.with_name(f"{key}.lock"), timeout=lock_timeout, what=f"{final.parent.name}/{key}", on_wait=on_wait
+    ):
         if verify_entry(final, manifest_name=manifest_name, deep=deep):
             return Entry(final, read_manifest(final, manifest_name), built=False)
         _clean_leftovers(final)

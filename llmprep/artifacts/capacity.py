@@ -23,8 +23,16 @@ from llmprep.artifacts.model_shape import ModelShape, Quantization, read_quantiz
 from llmprep.errors import UsageError
 
 __all__ = [
-    "KV_CACHE_DTYPES", "Layout", "ModelShape", "Plan", "Quantization", "gpu_memory_bytes", "load_config", "make_plan",
-    "read_quantization", "read_shape",
+    "KV_CACHE_DTYPES",
+    "Layout",
+    "ModelShape",
+    "Plan",
+    "Quantization",
+    "gpu_memory_bytes",
+    "load_config",
+    "make_plan",
+    "read_quantization",
+    "read_shape",
 ]
 
 BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -111,8 +119,16 @@ class Plan:
         return data
 
 
-def _layout(shape: ModelShape, tensor: int, pipeline: int, *, weight_bytes: int, kv_per_token: int, memory: int,
-            batch_tokens: int) -> Layout | None:
+def _layout(
+    shape: ModelShape,
+    tensor: int,
+    pipeline: int,
+    *,
+    weight_bytes: int,
+    kv_per_token: int,
+    memory: int,
+    batch_tokens: int,
+) -> Layout | None:
     gpus = tensor * pipeline
     weights_per_gpu = math.ceil(weight_bytes / gpus)
     free = memory * USABLE_FRACTION - RESERVE_GIB * GIB - weights_per_gpu
@@ -160,8 +176,15 @@ def make_plan(
         for tensor in tensors:
             if pipeline > 1 and tensor != tensors[-1]:
                 continue  # across nodes only once tensor parallelism is at its widest
-            layout = _layout(shape, tensor, pipeline, weight_bytes=weight_bytes, kv_per_token=kv_per_token,
-                             memory=memory, batch_tokens=max_batch_size * max_seq_len)
+            layout = _layout(
+                shape,
+                tensor,
+                pipeline,
+                weight_bytes=weight_bytes,
+                kv_per_token=kv_per_token,
+                memory=memory,
+                batch_tokens=max_batch_size * max_seq_len,
+            )
             if layout:
                 layouts.append(layout)
         if any(lay.kv_tokens >= max_batch_size * max_seq_len for lay in layouts) or pipeline * tensors[-1] >= 64:

@@ -57,21 +57,49 @@ FAMILIES: dict[str, Family] = {
 # convert_checkpoint.py switches (argparse store_true): given as `--flag`, never `--flag enable`.
 CONVERT_SWITCHES = frozenset(
     {
-        "use_weight_only", "disable_weight_only_quant_plugin", "use_qserve", "per_channel", "per_token",
-        "int8_kv_cache", "fp8_kv_cache", "use_fp8", "use_nvfp4", "use_fp8_rowwise", "use_meta_fp8_rowwise_recipe",
-        "per_group", "load_by_shard", "load_model_on_cpu", "use_parallel_embedding", "save_config_only",
-        "remove_duplicated_kv_heads", "enable_fp8", "use_smooth_quant", "use-int8-weight-only-embedding",
+        "use_weight_only",
+        "disable_weight_only_quant_plugin",
+        "use_qserve",
+        "per_channel",
+        "per_token",
+        "int8_kv_cache",
+        "fp8_kv_cache",
+        "use_fp8",
+        "use_nvfp4",
+        "use_fp8_rowwise",
+        "use_meta_fp8_rowwise_recipe",
+        "per_group",
+        "load_by_shard",
+        "load_model_on_cpu",
+        "use_parallel_embedding",
+        "save_config_only",
+        "remove_duplicated_kv_heads",
+        "enable_fp8",
+        "use_smooth_quant",
+        "use-int8-weight-only-embedding",
     }
 )
 # trtllm-build switches (argparse store_true in 1.2.1): no value.
 BUILD_SWITCHES = frozenset(
     {
-        "strip_plan", "weight_sparsity", "weight_streaming", "fast_build", "enable_debug_output", "dry_run",
-        "monitor_memory", "gather_context_logits", "gather_generation_logits", "gather_all_token_logits",
+        "strip_plan",
+        "weight_sparsity",
+        "weight_streaming",
+        "fast_build",
+        "enable_debug_output",
+        "dry_run",
+        "monitor_memory",
+        "gather_context_logits",
+        "gather_generation_logits",
+        "gather_all_token_logits",
     }
 )
 
-_REPO_FAMILY = (("gemma", re.compile(r"gemma", re.I)), ("phi", re.compile(r"phi-?\d", re.I)), ("opt", re.compile(r"(^|/)opt-", re.I)))
+_REPO_FAMILY = (
+    ("gemma", re.compile(r"gemma", re.I)),
+    ("phi", re.compile(r"phi-?\d", re.I)),
+    ("opt", re.compile(r"(^|/)opt-", re.I)),
+)
 
 
 def family_of(kind: str) -> str:
@@ -133,7 +161,9 @@ def convert_flag_args(options: Mapping[str, Any]) -> list[str]:
     return args
 
 
-def conversion_args(family: str, checkpoint_dir: Path, output_dir: Path, data_type: str, tensor: int, pipeline: int) -> list[str]:
+def conversion_args(
+    family: str, checkpoint_dir: Path, output_dir: Path, data_type: str, tensor: int, pipeline: int
+) -> list[str]:
     """The converter's arguments for one family (after the script path)."""
     check_parallelism(family, tensor, pipeline)
     caps = FAMILIES.get(family, Family("tp_pp", pipeline=True))

@@ -164,8 +164,10 @@ def _hub_errors(repo: str, revision: str, token: str | None) -> Iterator[None]:
     try:
         yield
     except hf_errors.GatedRepoError:
-        hint = "the token has no access: accept the licence on huggingface.co with that account" if token else (
-            "give a token with --token-file (the Secret in model.pullSecret, key password) or HF_TOKEN"
+        hint = (
+            "the token has no access: accept the licence on huggingface.co with that account"
+            if token
+            else ("give a token with --token-file (the Secret in model.pullSecret, key password) or HF_TOKEN")
         )
         raise fail(f"{repo}: gated repository; {hint}") from None
     except hf_errors.RepositoryNotFoundError:
@@ -229,8 +231,10 @@ def _online_listing(repo: str, revision: str, token: str | None) -> tuple[str, l
         sha = getattr(info, "sha", None)
         files = [str(s.rfilename) for s in (getattr(info, "siblings", None) or [])]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not the shape it should be
-        raise HubError(f"{repo}@{revision}: the Hub's description of the repository could not be read "
-                       f"({type(exc).__name__}); try again later, or check HF_ENDPOINT") from None
+        raise HubError(
+            f"{repo}@{revision}: the Hub's description of the repository could not be read "
+            f"({type(exc).__name__}); try again later, or check HF_ENDPOINT"
+        ) from None
     if not sha:
         raise HubError(f"{repo}@{revision}: the Hub did not say which commit this is")
     return sha, files
@@ -276,7 +280,9 @@ def download(
         return done
     final = checkpoint_dir(cache_dir, repo, revision)
     cache.ensure_dir(final.parent, "the checkpoint cache")
-    with cache.locked(final.with_name(f"{final.name}.lock"), timeout=lock_timeout, what=f"{repo}@{revision}", on_wait=say):
+    with cache.locked(
+        final.with_name(f"{final.name}.lock"), timeout=lock_timeout, what=f"{repo}@{revision}", on_wait=say
+    ):
         done = find_checkpoint(cache_dir, repo, revision, deep=verify)
         if done is not None:
             return done
@@ -288,7 +294,9 @@ def download(
                 commit, listing = _online_listing(repo, revision, token)
             wanted = select_files(listing)
             if "config.json" not in wanted:
-                raise HubError(f"{repo}@{revision}: no config.json at the top of the repository; is it a model repository?")
+                raise HubError(
+                    f"{repo}@{revision}: no config.json at the top of the repository; is it a model repository?"
+                )
             say(f"downloading {len(wanted)} files of {repo}@{commit[:12]}")
             snapshot = _snapshot(repo, commit, hub, wanted, token=token, offline=offline, show_bars=show_bars)
         for leftover in final.parent.glob(f"{final.name}.partial-*"):
@@ -343,12 +351,6 @@ def _snapshot(
 
         kwargs["tqdm_class"] = _Quiet
     path = snapshot_download(
-        repo,
-        revision=commit,
-        cache_dir=hub,
-        allow_patterns=wanted,
-        token=token,
-        local_files_only=offline,
-        **kwargs,
+        repo, revision=commit, cache_dir=hub, allow_patterns=wanted, token=token, local_files_only=offline, **kwargs
     )
     return Path(str(path))

@@ -64,7 +64,9 @@ def _keyed_entries(root: Path, kind: str, manifest_name: str) -> list[EntryInfo]
             manifest = {}
         state = "ok" if cache.verify_entry(path, manifest_name=manifest_name) else "corrupt"
         out.append(
-            EntryInfo(kind, path.name, path, state, _dir_size(path), manifest.get("created"), manifest.get("inputs", {}))
+            EntryInfo(
+                kind, path.name, path, state, _dir_size(path), manifest.get("created"), manifest.get("inputs", {})
+            )
         )
     return out
 
@@ -78,12 +80,7 @@ def list_entries(cache_dir: Path) -> list[EntryInfo]:
 
 
 def remove_entries(
-    cache_dir: Path,
-    keys: list[str],
-    *,
-    broken: bool = False,
-    everything: bool = False,
-    lock_timeout: float = 10.0,
+    cache_dir: Path, keys: list[str], *, broken: bool = False, everything: bool = False, lock_timeout: float = 10.0
 ) -> list[Path]:
     """Remove entries by key (or unique key prefix), broken leftovers, or everything.
 
@@ -135,5 +132,7 @@ def list_checkpoints(cache_dir: Path) -> list[EntryInfo]:
             continue
         found = hub.find_checkpoint(cache_dir, repo, name.replace("--", "/"))
         inputs = {"hfRepo": repo, "revision": name, "commit": found.commit if found else None}
-        out.append(EntryInfo("checkpoint", f"{repo}@{name}", meta_or_dir, "ok" if found else "corrupt", size, None, inputs))
+        out.append(
+            EntryInfo("checkpoint", f"{repo}@{name}", meta_or_dir, "ok" if found else "corrupt", size, None, inputs)
+        )
     return out

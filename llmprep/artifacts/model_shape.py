@@ -25,8 +25,18 @@ from typing import Any
 from llmprep.errors import UsageError
 
 GATED_MLP = {
-    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "phi3",
-    "deepseek_v2", "deepseek_v3",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "gemma",
+    "gemma2",
+    "phi3",
+    "deepseek_v2",
+    "deepseek_v3",
 }
 QKV_BIAS = {"qwen2", "qwen2_moe"}  # Qwen2 attention has biases on q, k and v
 # Families whose config names we read; a model_type outside them is refused, not guessed at.
@@ -100,7 +110,9 @@ class ModelShape:
         if self.mla:
             qk = self.heads * (self.qk_nope_dim + self.qk_rope_dim)
             q = h * self.q_lora_rank + self.q_lora_rank * qk if self.q_lora_rank else h * qk
-            kv = h * (self.kv_lora_rank + self.qk_rope_dim) + self.kv_lora_rank * self.heads * (self.qk_nope_dim + self.v_head_dim)
+            kv = h * (self.kv_lora_rank + self.qk_rope_dim) + self.kv_lora_rank * self.heads * (
+                self.qk_nope_dim + self.v_head_dim
+            )
             return q + kv + self.heads * self.v_head_dim * h
         q = self.heads * self.head_dim
         kv = self.kv_heads * self.head_dim
@@ -114,7 +126,9 @@ class ModelShape:
         if not self.moe:
             return self.layers * self._mlp(self.intermediate)
         routed = self.experts_per_token if active else self.experts
-        per_moe_layer = routed * self._mlp(self.expert_intermediate) + self.shared_experts * self._mlp(self.expert_intermediate)
+        per_moe_layer = routed * self._mlp(self.expert_intermediate) + self.shared_experts * self._mlp(
+            self.expert_intermediate
+        )
         if self.shared_intermediate:
             per_moe_layer += self._mlp(self.shared_intermediate)
         return self.dense_layers * self._mlp(self.intermediate) + (self.layers - self.dense_layers) * per_moe_layer
@@ -183,7 +197,9 @@ def read_shape(config: dict[str, Any], source: str = "config.json") -> ModelShap
             "shared_intermediate": _int(config, source, "shared_expert_intermediate_size", default=0),
             "dense_layers": _int(config, source, "first_k_dense_replace", default=0),
         }
-        if _int(config, source, "moe_layer_freq", "decoder_sparse_step", default=1) != 1 or config.get("mlp_only_layers"):
+        if _int(config, source, "moe_layer_freq", "decoder_sparse_step", default=1) != 1 or config.get(
+            "mlp_only_layers"
+        ):
             raise UsageError(f"{source}: MoE layers that are not every layer after the dense ones cannot be sized yet")
     mla: dict[str, int] = {}
     if config.get("kv_lora_rank"):

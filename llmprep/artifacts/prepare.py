@@ -193,7 +193,9 @@ def prepare(
         if found.repository_dir is not None:
             return found
         artifact = cache.Entry(found.artifact_dir, found.manifest, built=False)
-        repo_dir, note = _repository(found.spec, cache_dir, found.checkpoint_dir, artifact, opts=opts, progress=progress)
+        repo_dir, note = _repository(
+            found.spec, cache_dir, found.checkpoint_dir, artifact, opts=opts, progress=progress
+        )
         return dataclasses.replace(found, repository_dir=repo_dir, note=note)
     checkpoint = _checkpoint(spec, cache_dir, opts, progress)
     resolved, artifact = build_artifact(spec, cache_dir, checkpoint, opts=opts, progress=progress, env=env)

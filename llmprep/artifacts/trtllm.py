@@ -100,7 +100,9 @@ def resolve_runtime(requested: str, info: TrtllmInfo | None) -> str:
             return "engine"
         if info.pytorch:
             return "pytorch"
-        raise BuildError(f"TensorRT-LLM {info.version} at {info.package_dir} has neither trtllm-build nor the PyTorch backend")
+        raise BuildError(
+            f"TensorRT-LLM {info.version} at {info.package_dir} has neither trtllm-build nor the PyTorch backend"
+        )
     if requested == "engine" and not info.engine:
         raise SpecError(
             f"model.tensorrtLlm.runtime: engine needs TensorRT-LLM {LAST_ENGINE_RELEASE} or earlier (the last "

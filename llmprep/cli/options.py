@@ -21,8 +21,7 @@ SpecOption = Annotated[
     typer.Option("--spec", "-f", help="Values or model.yaml file; repeat to layer files (later wins)."),
 ]
 SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override one spec key, e.g. model.tensorrtLlm.parallelism.tensor=2."),
+    list[str] | None, typer.Option("--set", help="Override one spec key, e.g. model.tensorrtLlm.parallelism.tensor=2.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")]
 

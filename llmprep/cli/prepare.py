@@ -33,8 +33,7 @@ def spec_show(spec: SpecOption = None, set_: SetOption = None, as_json: JsonOpti
 
 
 CacheDirOption = Annotated[
-    Path | None,
-    typer.Option("--cache", help="Artifact cache folder (default: $LLMPREP_CACHE or ./.llmprep-cache)."),
+    Path | None, typer.Option("--cache", help="Artifact cache folder (default: $LLMPREP_CACHE or ./.llmprep-cache).")
 ]
 TokenFileOption = Annotated[
     Path | None,
@@ -258,7 +257,9 @@ def cache_rm(
 
     if not keys and not broken and not everything:
         raise UsageError("cache rm: name keys, or give --broken or --all")
-    cache_dir = _cache_dir(cache, must_exist=True, missing_fix="nothing to remove; give the cache `llmprep prepare` wrote with --cache")
+    cache_dir = _cache_dir(
+        cache, must_exist=True, missing_fix="nothing to remove; give the cache `llmprep prepare` wrote with --cache"
+    )
     removed = remove_entries(cache_dir, list(keys or []), broken=broken, everything=everything)
     if as_json:
         emit_json([str(p) for p in removed])
@@ -296,7 +297,9 @@ def plan_cmd(
     if config is None:
         if parsed is None:
             raise UsageError("plan: give --config PATH, or --spec with a model whose checkpoint is downloaded")
-        ck = hub.find_checkpoint(_cache_dir(cache, must_exist=True, missing_fix=_RUN_DOWNLOAD), parsed.hf_repo, parsed.revision)
+        ck = hub.find_checkpoint(
+            _cache_dir(cache, must_exist=True, missing_fix=_RUN_DOWNLOAD), parsed.hf_repo, parsed.revision
+        )
         if ck is None:
             raise UsageError(
                 f"plan: {parsed.hf_repo}@{parsed.revision} is not downloaded; run `llmprep download` or give --config"

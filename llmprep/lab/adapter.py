@@ -90,8 +90,9 @@ def _expand(template: str, match: re.Match[str]) -> str:
             return (match.group(index) or "") if index <= (match.re.groups or 0) else ""
         return (match.groupdict().get(name) or "") if name in match.re.groupindex else ""
 
-    return re.sub(r"\$(?:\$|\{(\w+)\}|(\w+))", lambda m: "$" if m.group(0) == "$$" else group(m.group(1) or m.group(2)),
-                  template)
+    return re.sub(
+        r"\$(?:\$|\{(\w+)\}|(\w+))", lambda m: "$" if m.group(0) == "$$" else group(m.group(1) or m.group(2)), template
+    )
 
 
 def _rule_from(entry: Any, index: int, source: Path) -> AdapterRule:
@@ -164,7 +165,7 @@ def render_template(template: str, args: Mapping[str, Any]) -> str:
     out: list[str] = []
     pos = 0
     for action in _ACTION.finditer(template):
-        text = template[pos:action.start()]
+        text = template[pos : action.start()]
         if action.group(1):
             text = text.rstrip()
         out.append(text)
@@ -174,8 +175,10 @@ def render_template(template: str, args: Mapping[str, Any]) -> str:
         value: Any = args
         for part in expr.split(".")[1:]:
             if not isinstance(value, Mapping) or part not in value:
-                raise AdapterError(f"metricsQuery action <<{expr}>>: no field {part!r} (the adapter has "
-                                   "Series, LabelMatchers, LabelValuesByName, GroupBy, GroupBySlice)")
+                raise AdapterError(
+                    f"metricsQuery action <<{expr}>>: no field {part!r} (the adapter has "
+                    "Series, LabelMatchers, LabelValuesByName, GroupBy, GroupBySlice)"
+                )
             value = value[part]
         out.append(_go_print(value))
         pos = action.end()
@@ -187,14 +190,28 @@ def render_template(template: str, args: Mapping[str, Any]) -> str:
 
 
 def _probe_args() -> dict[str, Any]:
-    return {"Series": "s", "LabelMatchers": 'pod="p"', "LabelValuesByName": {"pod": "p", "namespace": "n"},
-            "GroupBy": "pod", "GroupBySlice": ["pod"]}
+    return {
+        "Series": "s",
+        "LabelMatchers": 'pod="p"',
+        "LabelValuesByName": {"pod": "p", "namespace": "n"},
+        "GroupBy": "pod",
+        "GroupBySlice": ["pod"],
+    }
 
 
 def go_quote(value: str) -> str:
     """Go's %q for a string: double quotes, backslash escapes (what PromQL label values accept)."""
-    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\a": "\\a", "\b": "\\b",
-               "\f": "\\f", "\v": "\\v"}
+    escapes = {
+        "\\": "\\\\",
+        '"': '\\"',
+        "\n": "\\n",
+        "\t": "\\t",
+        "\r": "\\r",
+        "\a": "\\a",
+        "\b": "\\b",
+        "\f": "\\f",
+        "\v": "\\v",
+    }
     out = []
     for ch in value:
         if ch in escapes:
@@ -209,11 +226,7 @@ def go_quote(value: str) -> str:
 
 
 def pods_query(
-    rule: AdapterRule,
-    series: str,
-    namespace: str,
-    pods: Sequence[str],
-    selector: Mapping[str, str] | None = None,
+    rule: AdapterRule, series: str, namespace: str, pods: Sequence[str], selector: Mapping[str, str] | None = None
 ) -> str:
     """The PromQL the adapter sends for `series` on `pods` in `namespace` (HPA `Pods` metric).
 

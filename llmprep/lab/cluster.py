@@ -106,7 +106,9 @@ class Replica:
             return Pod(self.name, phase="Pending", ready=False)
         if self.state == "failed":
             return Pod(self.name, phase="Failed", ready=False)
-        return Pod(self.name, phase="Running", ready=self.state == "ready", deleting=self.state in ("draining", "stopped"))
+        return Pod(
+            self.name, phase="Running", ready=self.state == "ready", deleting=self.state in ("draining", "stopped")
+        )
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class ClusterConfig:
 
 def serve_command(config: ClusterConfig, replica: Replica) -> list[str]:
     """`llmprep serve` for one replica (the pod's main container), bound to loopback."""
+    # fmt: off
     return [
         sys.executable, "-m", "llmprep.cli", "serve",
         "--spec", str(config.spec_file),
@@ -152,6 +155,7 @@ def serve_command(config: ClusterConfig, replica: Replica) -> list[str]:
         "--address", "127.0.0.1",
         "--exit-timeout-secs", str(config.exit_timeout_s),
     ]
+    # fmt: on
 
 
 class Cluster:
@@ -238,16 +242,24 @@ class Cluster:
         config = self.config
         name = f"{config.deployment}-{self._hash}-{_suffix(self._rng, 5)}"
         replica = Replica(
-            name=name, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-            log_path=config.workdir / "replicas" / f"{name}.log", created_at=self._clock(),
+            name=name,
+            http_port=free_port(),
+            grpc_port=free_port(),
+            metrics_port=free_port(),
+            log_path=config.workdir / "replicas" / f"{name}.log",
+            created_at=self._clock(),
         )
         replica.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = (config.command or serve_command)(config, replica)
         with replica.log_path.open("ab") as log:
             try:
                 replica.proc = subprocess.Popen(
-                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env={**os.environ, **config.env}, start_new_session=True,
+                    argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, **config.env},
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise LabError(f"cannot start replica {name}: {exc}") from None
@@ -274,14 +286,17 @@ class Cluster:
             if config.pre_stop_s > 0:
                 time.sleep(config.pre_stop_s)
             return
+        # fmt: off
         argv = [sys.executable, "-m", "llmprep.cli", "drain", "--port", str(replica.http_port),
                 "--port", str(replica.grpc_port), "--pause", f"{config.pre_stop_s:g}",
                 "--timeout", f"{config.drain_timeout_s:g}"]
+        # fmt: on
         limit = config.pre_stop_s + config.drain_timeout_s + 30  # the kubelet's grace period guards a hook too
         try:
             with replica.log_path.open("ab") as log:
-                done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      timeout=limit, check=False)
+                done = subprocess.run(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=limit, check=False
+                )
             detail = f"exit code {done.returncode}"
         except subprocess.TimeoutExpired:
             detail = f"hook killed after {limit:g} s"

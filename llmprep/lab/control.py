@@ -47,7 +47,9 @@ class ControlPlane:
         if now >= self._next_sync:
             sync_s = self.timing.sync_period.lab_s
             pods = cluster.pods()
-            decision = self.controller.sync(now, cluster.desired, pods, self.source.readings(hpa_spec, [p.name for p in pods]))
+            decision = self.controller.sync(
+                now, cluster.desired, pods, self.source.readings(hpa_spec, [p.name for p in pods])
+            )
             self.decision = decision
             self.decisions.append(decision)
             if decision.rescale:
@@ -77,5 +79,13 @@ class ControlPlane:
 
     def as_rows(self, t0: float) -> list[dict[str, Any]]:
         """KEDA's activation decisions that changed the count, for the report."""
-        return [{"t": round(a.time - t0, 3), "current": a.current, "desired": a.desired, "active": a.active,
-                 "reason": a.reason} for a in self.activations]
+        return [
+            {
+                "t": round(a.time - t0, 3),
+                "current": a.current,
+                "desired": a.desired,
+                "active": a.active,
+                "reason": a.reason,
+            }
+            for a in self.activations
+        ]

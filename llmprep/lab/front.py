@@ -261,7 +261,7 @@ class Front:
             with self._lock:
                 backends = [b for b in self._backends.values() if b.address in self._order]
             for backend in backends:
-                ok = await (self._check(backend))
+                ok = await self._check(backend)
                 backend.healthy = ok
 
     async def _check(self, backend: Backend) -> bool:

@@ -27,6 +27,7 @@ DEFAULT_DOWNSCALE_STABILIZATION_S = 300.0
 
 # --------------------------------------------------------------------------- quantities
 
+
 def parse_quantity(value: Any, field_name: str = "quantity") -> float:
     """A Kubernetes quantity (`1500m`, `2`, `1.5`, `4Ki`, `1e3`) as a number; LabError naming the field."""
     try:

@@ -62,8 +62,10 @@ def markdown(report: LabReport, plot_name: str = "lab.png") -> str:
     cold = s.get("from_zero") or {}
     if cold.get("requests"):
         ttft = max(cold["ttft_s"], default=None)
-        lines.append(f"| requests at zero replicas (failed), slowest first token | {cold['requests']} "
-                     f"({cold['failed']}), {_fmt(ttft)} |")
+        lines.append(
+            f"| requests at zero replicas (failed), slowest first token | {cold['requests']} "
+            f"({cold['failed']}), {_fmt(ttft)} |"
+        )
     lines += [
         "",
         "## HPA",
@@ -162,11 +164,17 @@ def plot(report: LabReport, path: Path) -> None:
 
     tl = report.timeline
     for ax in axes:
-        for when, color in ((tl.surge_at, "tab:blue"), (tl.scale_up_decision_at, "tab:red"),
-                            (tl.new_replica_ready_at, "tab:green"), (tl.decline_at, "tab:gray")):
+        for when, color in (
+            (tl.surge_at, "tab:blue"),
+            (tl.scale_up_decision_at, "tab:red"),
+            (tl.new_replica_ready_at, "tab:green"),
+            (tl.decline_at, "tab:gray"),
+        ):
             if when is not None:
                 ax.axvline(when, color=color, alpha=0.35, linewidth=1)
-    fig.suptitle(f"llmprep lab: {report.scenario.get('name')} (speed {report.configuration['speed']:g}×; stand-in engine)")
+    fig.suptitle(
+        f"llmprep lab: {report.scenario.get('name')} (speed {report.configuration['speed']:g}×; stand-in engine)"
+    )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

@@ -334,9 +334,7 @@ class PrometheusServer(ManagedProcess):
     def query_range(self, expr: str, start: float, end: float, step_s: float) -> list[RangeSeries]:
         """Range query over [start, end] (unix seconds) every `step_s` seconds."""
         data = self.api("query_range", {"query": expr, "start": start, "end": end, "step": step_s})
-        return [
-            RangeSeries(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]
-        ]
+        return [RangeSeries(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
     def series(self, match: str, start: float | None = None, end: float | None = None) -> list[dict[str, str]]:
         """The label sets of series matching a selector (/api/v1/series), as the adapter discovers them."""
@@ -354,11 +352,7 @@ class PrometheusServer(ManagedProcess):
         return list(self.api("rules")["groups"])
 
     def wait_for(
-        self,
-        expr: str,
-        accept: Callable[[list[Sample]], bool] = bool,
-        timeout: float = 30.0,
-        interval: float = 0.2,
+        self, expr: str, accept: Callable[[list[Sample]], bool] = bool, timeout: float = 30.0, interval: float = 0.2
     ) -> list[Sample]:
         """Poll an instant query until `accept(result)` holds; never sleep a fixed time."""
         deadline = time.monotonic() + timeout

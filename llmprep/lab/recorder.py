@@ -73,9 +73,22 @@ class Recorder:
 
     def columns(self) -> list[str]:
         cols = [
-            "t", "time", "load_level", "in_flight", "started", "completed", "errors", "ok_per_s",
-            "e2e_p50_s", "e2e_p95_s", "ttft_p95_s",
-            "replicas_desired", "replicas_current", "replicas_ready", "replicas_draining", "hpa_reason",
+            "t",
+            "time",
+            "load_level",
+            "in_flight",
+            "started",
+            "completed",
+            "errors",
+            "ok_per_s",
+            "e2e_p50_s",
+            "e2e_p95_s",
+            "ttft_p95_s",
+            "replicas_desired",
+            "replicas_current",
+            "replicas_ready",
+            "replicas_draining",
+            "hpa_reason",
         ]
         for metric in self.hpa.metrics:
             cols += [hpa_column(metric.name), target_column(metric.name)]

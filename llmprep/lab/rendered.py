@@ -102,7 +102,9 @@ def compose_values(scenario: Scenario) -> dict[str, Any]:
     return values
 
 
-def compress(values: dict[str, Any], chart_dir: Path, speed: float) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+def compress(
+    values: dict[str, Any], chart_dir: Path, speed: float
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
     """`values` with the monitoring durations divided by `speed`, and what changed."""
     from llmprep.lab.prometheus import duration
     from llmprep.lab.timing import compress_duration
@@ -231,8 +233,10 @@ def _pre_stop_hook(argv: Sequence[str]) -> tuple[float, float | None]:
 
         pause = _flag(argv, "--pause")
         timeout = _flag(argv, "--timeout")
-        return (DEFAULT_PAUSE_S if pause is None else _seconds(pause, "preStop drain --pause"),
-                DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, "preStop drain --timeout"))
+        return (
+            DEFAULT_PAUSE_S if pause is None else _seconds(pause, "preStop drain --pause"),
+            DEFAULT_TIMEOUT_S if timeout is None else _seconds(timeout, "preStop drain --timeout"),
+        )
     return 0.0, None
 
 

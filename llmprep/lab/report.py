@@ -155,18 +155,28 @@ def budget_terms(config: Mapping[str, Any], tl: Timeline, speed: float) -> list[
     """
     timing: Mapping[str, Mapping[str, Any]] = config.get("timing") or {}
 
-    def term(name: str, lab: float | None, source: str, kind: str, moved_by: str, period: str = "",
-             share: float = 1.0) -> dict[str, Any]:
+    def term(
+        name: str, lab: float | None, source: str, kind: str, moved_by: str, period: str = "", share: float = 1.0
+    ) -> dict[str, Any]:
         cluster = None
         clamped = False
         if lab is not None and kind == "configured":
             known = timing.get(period)
             cluster = round(known["cluster_s"] * share if known else to_cluster(lab, speed), 2)
             clamped = bool(known and known.get("clamped"))
-        return {"term": name, "lab_s": None if lab is None else round(lab, 3), "cluster_s": cluster, "kind": kind,
-                "source": source, "moved_by": moved_by, "clamped": clamped}
+        return {
+            "term": name,
+            "lab_s": None if lab is None else round(lab, 3),
+            "cluster_s": cluster,
+            "kind": kind,
+            "source": source,
+            "moved_by": moved_by,
+            "clamped": clamped,
+        }
 
     c = config
+    # A table: one term per row reads better than one argument per line.
+    # fmt: off
     return [
         term("scrape interval", c["scrape_interval_s"], "PodMonitor interval", "configured",
              "monitoring.podMonitor.interval", "scrape_interval"),
@@ -195,8 +205,7 @@ def budget_terms(config: Mapping[str, Any], tl: Timeline, speed: float) -> list[
         term("total: surge to first request on the new replica", _gap(tl.surge_at, tl.first_request_on_new_at),
              "measured", "measured", "all of the above"),
     ]
-
-
+    # fmt: on
 
 
 # --------------------------------------------------------------------------- building the report
@@ -260,12 +269,17 @@ def configuration(setup: LabSetup, timing: Timing, replicas: Sequence[Mapping[st
         "timing": {name: p.as_dict() for name, p in timing.periods().items()},
         "compressed_values": {k: {"cluster": v[0], "lab": v[1]} for k, v in setup.compressed.items()},
         "hpa": {
-            "source": setup.hpa.source, "name": setup.hpa.name, "min": setup.hpa.min_replicas,
+            "source": setup.hpa.source,
+            "name": setup.hpa.name,
+            "min": setup.hpa.min_replicas,
             "max": setup.hpa.max_replicas,
-            "behavior": "set (API defaults filled in)" if setup.hpa.behavior else
-                        "none (controller defaults: 5 min scale-down stabilization, scale-up ≤ max(2×, 4))",
-            "metrics": [{"name": m.name, "type": m.type, "target_type": m.target_type, "target": m.target,
-                         "query": m.query} for m in setup.hpa.metrics],
+            "behavior": "set (API defaults filled in)"
+            if setup.hpa.behavior
+            else "none (controller defaults: 5 min scale-down stabilization, scale-up ≤ max(2×, 4))",
+            "metrics": [
+                {"name": m.name, "type": m.type, "target_type": m.target_type, "target": m.target, "query": m.query}
+                for m in setup.hpa.metrics
+            ],
         },
         "model": {"name": setup.spec.name, "runtime": setup.spec.runtime, "standin": vars(setup.spec.standin)},
         "replicas": list(replicas),
@@ -297,8 +311,12 @@ def build_report(
     minimum = hpa_spec.min_replicas if minimum is None else minimum  # 0: a ScaledObject scaling to zero
     decision_rows = [
         {
-            "t": round(d.time - t0, 3), "current": d.current, "desired": d.desired,
-            "metric_desired": d.metric_desired, "stabilized": d.stabilized, "reason": d.reason,
+            "t": round(d.time - t0, 3),
+            "current": d.current,
+            "desired": d.desired,
+            "metric_desired": d.metric_desired,
+            "stabilized": d.stabilized,
+            "reason": d.reason,
             "proposals": [vars(p) for p in d.proposals],
         }
         for d in decisions
@@ -306,9 +324,14 @@ def build_report(
     events = [_event_row(e, t0) for e in cluster.events]
     replicas = [
         {
-            "name": r.name, "created_t": _rel(r.created_at, t0), "ready_t": _rel(r.ready_at, t0),
-            "first_connection_t": _rel(r.first_connection_at, t0), "deleting_t": _rel(r.deleting_at, t0),
-            "sigterm_t": _rel(r.sigterm_at, t0), "stopped_t": _rel(r.stopped_at, t0), "exit_code": r.exit_code,
+            "name": r.name,
+            "created_t": _rel(r.created_at, t0),
+            "ready_t": _rel(r.ready_at, t0),
+            "first_connection_t": _rel(r.first_connection_at, t0),
+            "deleting_t": _rel(r.deleting_at, t0),
+            "sigterm_t": _rel(r.sigterm_at, t0),
+            "stopped_t": _rel(r.stopped_at, t0),
+            "exit_code": r.exit_code,
             "log": str(r.log_path),
         }
         for r in cluster.replicas
@@ -316,8 +339,14 @@ def build_report(
     surge, decline = surge_and_decline(scenario.load.profile.stages)
     metric_targets = [(m.name, m.target) for m in hpa_spec.metrics]
     timeline = analyse(
-        rows, decision_rows, events, replicas, surge_at=surge, decline_at=decline,
-        min_replicas=minimum, metrics=metric_targets,
+        rows,
+        decision_rows,
+        events,
+        replicas,
+        surge_at=surge,
+        decline_at=decline,
+        min_replicas=minimum,
+        metrics=metric_targets,
     )
     config = configuration(setup, timing, replicas)
     budget = budget_terms(config, timeline, timing.speed)
@@ -358,15 +387,29 @@ def build_report(
         "duration_s": rows[-1]["t"] if rows else 0.0,
     }
     scenario_info = {
-        "name": scenario.name, "description": scenario.description,
+        "name": scenario.name,
+        "description": scenario.description,
         "source": str(scenario.source) if scenario.source else None,
-        "values": [str(p) for p in scenario.values_files], "set": list(scenario.sets),
-        "speed": scenario.speed, "sync_period_s": scenario.sync_period_s, "unit": scenario.load.profile.unit,
-        "stages": [vars(s) for s in scenario.load.profile.stages], "protocol": scenario.load.protocol,
+        "values": [str(p) for p in scenario.values_files],
+        "set": list(scenario.sets),
+        "speed": scenario.speed,
+        "sync_period_s": scenario.sync_period_s,
+        "unit": scenario.load.profile.unit,
+        "stages": [vars(s) for s in scenario.load.profile.stages],
+        "protocol": scenario.load.protocol,
         "slo_p95_ms": scenario.slo_p95_ms,
     }
     return LabReport(
-        scenario=scenario_info, configuration=config, rows=rows, columns=columns, decisions=decision_rows,
-        events=events, requests=requests, timeline=timeline, budget=budget, summary=summary, notes=notes,
+        scenario=scenario_info,
+        configuration=config,
+        rows=rows,
+        columns=columns,
+        decisions=decision_rows,
+        events=events,
+        requests=requests,
+        timeline=timeline,
+        budget=budget,
+        summary=summary,
+        notes=notes,
         verification=verification,
     )

@@ -49,8 +49,10 @@ from llmprep.lab.verify import verify_recording_rules
 ENTRY_MODELS = {"inflight_batcher_llm": "ensemble", "llmapi": "tensorrt_llm"}
 START_TIMEOUT_S = 180.0
 METRICS_WARMUP_S = 60.0
-STANDIN_NOTE = ("The engine is llmprep's stand-in (a cost model, not a real LLM); Triton, Prometheus, the rules and "
-                "the HPA algorithm are real.")
+STANDIN_NOTE = (
+    "The engine is llmprep's stand-in (a cost model, not a real LLM); Triton, Prometheus, the rules and "
+    "the HPA algorithm are real."
+)
 
 
 @dataclass
@@ -127,7 +129,8 @@ class _Run:
         self.console.print(
             f"[bold]lab[/] {self.scenario.name}: chart rendered; {len(setup.recorded)} recorded signals, "
             f"{setup.hpa.source} on {', '.join(m.name for m in setup.hpa.metrics)}; speed {timing.speed:g}×",
-            highlight=False)
+            highlight=False,
+        )
         repository = write_repository(setup.spec, out_dir=work / "repository", engine="standin")
         model = self.scenario.load.model or _entry_model(repository)
 
@@ -137,22 +140,33 @@ class _Run:
         self.front = front = Front(health_interval_s=timing.readiness_period.lab_s, hold_s=hold_s).start()
         cleanup.callback(front.stop)
         self.prom = PrometheusServer(
-            rule_files=[rules_file], scrape_interval_s=timing.scrape_interval.lab_s,
-            evaluation_interval_s=timing.scrape_interval.lab_s, workdir=work / "prometheus", install=install,
+            rule_files=[rules_file],
+            scrape_interval_s=timing.scrape_interval.lab_s,
+            evaluation_interval_s=timing.scrape_interval.lab_s,
+            workdir=work / "prometheus",
+            install=install,
         ).start()
         cleanup.callback(self._stop_prometheus, out_dir / "logs")
         if self.prom.proc is not None:
             track(self.prom.proc)
         self.cluster = Cluster(
             ClusterConfig(
-                repository=repository, spec_file=spec_file, deployment=setup.deployment,
-                namespace=setup.namespace, pod_labels=setup.pod_labels, podmonitor=setup.podmonitor,
-                workdir=out_dir / "logs", protocol=self.scenario.load.protocol,
-                readiness_period_s=timing.readiness_period.lab_s, pre_stop_s=timing.pre_stop.lab_s,
-                exit_timeout_s=setup.exit_timeout_s, start_timeout_s=START_TIMEOUT_S,
+                repository=repository,
+                spec_file=spec_file,
+                deployment=setup.deployment,
+                namespace=setup.namespace,
+                pod_labels=setup.pod_labels,
+                podmonitor=setup.podmonitor,
+                workdir=out_dir / "logs",
+                protocol=self.scenario.load.protocol,
+                readiness_period_s=timing.readiness_period.lab_s,
+                pre_stop_s=timing.pre_stop.lab_s,
+                exit_timeout_s=setup.exit_timeout_s,
+                start_timeout_s=START_TIMEOUT_S,
                 drain_timeout_s=None if timing.drain_timeout is None else timing.drain_timeout.lab_s,
             ),
-            front=front, set_scrape_targets=self._scrape,
+            front=front,
+            set_scrape_targets=self._scrape,
         )
         cleanup.callback(self._stop_cluster)
         with self.console.status(f"starting {timing.hpa.min_replicas} replica(s) and Prometheus"):
@@ -172,10 +186,20 @@ class _Run:
         job = f"{setup.namespace}/{setup.podmonitor}"
         with self._targets_lock:
             self.prom.set_targets(
-                [ScrapeTarget(r.metrics_address, job=f"podMonitor/{job}/0",
-                              labels={"namespace": setup.namespace, "pod": r.name, "container": "triton",
-                                      "endpoint": "metrics", "job": job})
-                 for r in replicas],
+                [
+                    ScrapeTarget(
+                        r.metrics_address,
+                        job=f"podMonitor/{job}/0",
+                        labels={
+                            "namespace": setup.namespace,
+                            "pod": r.name,
+                            "container": "triton",
+                            "endpoint": "metrics",
+                            "job": job,
+                        },
+                    )
+                    for r in replicas
+                ],
                 wait_s=0,
             )
 
@@ -193,8 +217,9 @@ class _Run:
             untrack(self.prom.proc)
 
     # -- the run ----------------------------------------------------------------------------------
-    def drive(self, source: MetricsSource, recorder: Recorder, model: str,
-              on_row: Callable[[Mapping[str, Any]], None] | None) -> None:
+    def drive(
+        self, source: MetricsSource, recorder: Recorder, model: str, on_row: Callable[[Mapping[str, Any]], None] | None
+    ) -> None:
         """Run the load while the controllers sync, one row a second, until back at the minimum or settled."""
         assert self.cluster is not None and self.front is not None
         scenario, timing, cluster = self.scenario, self.timing, self.cluster
@@ -219,11 +244,23 @@ class _Run:
 
         def row(now: float, level: float | None) -> dict[str, Any]:
             snap = generator.snapshot()
-            return recorder.record(now, level=level, in_flight=generator.in_flight,
-                                   started=snap.started if snap else 0, counts=cluster.counts(), decision=control.decision)
+            return recorder.record(
+                now,
+                level=level,
+                in_flight=generator.in_flight,
+                started=snap.started if snap else 0,
+                counts=cluster.counts(),
+                decision=control.decision,
+            )
 
-        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                            console=self.console, transient=False)
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
         with progress:
             task = progress.add_task("load", total=profile.duration)
             while not self.stop.is_set():
@@ -232,8 +269,11 @@ class _Run:
                 control.step(now, cluster)
                 if now >= next_row:
                     recorded = row(now, profile.level_at(now - t0) if load_end is None else 0.0)
-                    progress.update(task, completed=min(now - t0, profile.duration),
-                                    description=outputs.status_line(recorded, metric_targets))
+                    progress.update(
+                        task,
+                        completed=min(now - t0, profile.duration),
+                        description=outputs.status_line(recorded, metric_targets),
+                    )
                     if on_row is not None:
                         on_row(recorded)
                     next_row += 1.0
@@ -247,7 +287,8 @@ class _Run:
                         break
                     if now - load_end > scenario.settle_s:
                         self.notes.append(
-                            f"replicas did not return to the minimum within settle ({scenario.settle_s:g} s)")
+                            f"replicas did not return to the minimum within settle ({scenario.settle_s:g} s)"
+                        )
                         break
                 time.sleep(LOOP_TICK_S)
             if recorder.rows:  # the state the run ended in, even if the last row is a moment old
@@ -262,8 +303,9 @@ class _Run:
     def check(self, t0: float) -> None:
         """The rule check over the run (a failure is a note: the report still gets written)."""
         try:
-            self.verification = verify_recording_rules(self.prom, self.setup.rule_groups, self.setup.namespace,
-                                                       t0, time.time())
+            self.verification = verify_recording_rules(
+                self.prom, self.setup.rule_groups, self.setup.namespace, t0, time.time()
+            )
         except Exception as exc:
             self.notes.append(f"could not verify the recording rules: {exc}")
         if "error" in self.load_box:
@@ -297,27 +339,38 @@ def run_lab(
     with _stop_on_signals(run.stop), ExitStack() as cleanup:
         model = run.start(cleanup, work, out_dir, install)
         assert run.cluster is not None
-        source = MetricsSource(run.prom, namespace=setup.namespace, adapter_values=adapter_values,
-                               relist_s=timing.adapter_relist.lab_s)
+        source = MetricsSource(
+            run.prom, namespace=setup.namespace, adapter_values=adapter_values, relist_s=timing.adapter_relist.lab_s
+        )
         with console.status("waiting for the adapter to serve the HPA's metrics"):
             missing = source.wait_served(timing.hpa, run.cluster, METRICS_WARMUP_S, run.stop)
         if missing:
             run.notes.append(f"not every HPA metric was served before the load started: {missing}")
-        recorder = Recorder(prometheus=run.prom, namespace=setup.namespace, recorded=setup.recorded,
-                            hpa=timing.hpa, t0=time.time())
+        recorder = Recorder(
+            prometheus=run.prom, namespace=setup.namespace, recorded=setup.recorded, hpa=timing.hpa, t0=time.time()
+        )
         run.drive(source, recorder, model, on_row)
         run.check(recorder.t0)
     report = reporting.build_report(
-        scenario, setup, timing, recorder=recorder, decisions=run.decisions, cluster=run.cluster,
-        load_result=run.load_box.get("result"), verification=run.verification, notes=run.notes, t0=recorder.t0,
+        scenario,
+        setup,
+        timing,
+        recorder=recorder,
+        decisions=run.decisions,
+        cluster=run.cluster,
+        load_result=run.load_box.get("result"),
+        verification=run.verification,
+        notes=run.notes,
+        t0=recorder.t0,
         returned_to_min=run.returned_to_min,
         activations=run.control.as_rows(recorder.t0) if run.control is not None else (),
         minimum=run.control.minimum if run.control is not None else None,
         front={"held": run.front.held, "refused": run.front.refused} if run.front is not None else None,
     )
     paths = outputs.write_all(report, out_dir)
-    return LabResult(report=report, paths=paths, out_dir=out_dir, interrupted=run.interrupted,
-                     requests=recorder.all_finished())
+    return LabResult(
+        report=report, paths=paths, out_dir=out_dir, interrupted=run.interrupted, requests=recorder.all_finished()
+    )
 
 
 def run_command(
@@ -340,7 +393,7 @@ def run_command(
             raise UsageError(f"--values {path}: no such file")
     sync_s = parse_duration(sync_period, "--sync-period") if sync_period is not None else None
     scenario = load_scenario(scenario_file).with_overrides(
-        values_files=tuple(Path(p) for p in values_files), sets=tuple(sets), speed=speed, sync_period_s=sync_s,
+        values_files=tuple(Path(p) for p in values_files), sets=tuple(sets), speed=speed, sync_period_s=sync_s
     )
     result = run_lab(scenario, out_dir=out_dir, chart_dir=chart_dir, console=console)
     for line in outputs.summary_lines(result.report):

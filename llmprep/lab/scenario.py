@@ -31,11 +31,25 @@ DEFAULT_SCENARIO = "default.scenario.yaml"
 PROTOCOLS = ("grpc", "http")
 _TOP_KEYS = {"name", "description", "values", "set", "speed", "syncPeriod", "load", "standin", "slo", "settle"}
 _LOAD_KEYS = {
-    "protocol", "unit", "stages", "inputTokens", "outputTokens", "connections", "reconnectEvery", "timeout", "model",
+    "protocol",
+    "unit",
+    "stages",
+    "inputTokens",
+    "outputTokens",
+    "connections",
+    "reconnectEvery",
+    "timeout",
+    "model",
 }
 _STANDIN_KEYS = {
-    "prefillMsPerToken", "decodeMsPerStep", "maxInFlight", "queueInTriton", "outputTokens", "compute",
-    "tokensPerBlock", "kvCacheBlocks",
+    "prefillMsPerToken",
+    "decodeMsPerStep",
+    "maxInFlight",
+    "queueInTriton",
+    "outputTokens",
+    "compute",
+    "tokensPerBlock",
+    "kvCacheBlocks",
 }
 
 
@@ -61,13 +75,21 @@ class LoadPlan:
         """The llmprep.load generator for this plan, aimed at `address` (the lab's front)."""
         from llmprep.load import LoadConfig, LoadGenerator
 
-        return LoadGenerator(LoadConfig(
-            targets=[address], profile=self.profile, protocol=self.protocol, model=model,
-            input_tokens=self.input_tokens, output_tokens=self.output_tokens or default_output_tokens,
-            timeout=self.timeout_s, connections=self.connections, reconnect_every=self.reconnect_every_s,
-            wait_ready=30.0,
-            max_error_rate=1.0,  # the lab reports errors; it does not fail the run on them
-        ))
+        return LoadGenerator(
+            LoadConfig(
+                targets=[address],
+                profile=self.profile,
+                protocol=self.protocol,
+                model=model,
+                input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens or default_output_tokens,
+                timeout=self.timeout_s,
+                connections=self.connections,
+                reconnect_every=self.reconnect_every_s,
+                wait_ready=30.0,
+                max_error_rate=1.0,  # the lab reports errors; it does not fail the run on them
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -153,7 +175,9 @@ def _load_plan(raw: Any, where: str) -> LoadPlan:
         profile=profile,
         protocol=protocol,
         input_tokens=int(_number(raw.get("inputTokens", 32), f"{where}.inputTokens", minimum=1, integer=True)),
-        output_tokens=int(_number(output, f"{where}.outputTokens", minimum=1, integer=True)) if output is not None else None,
+        output_tokens=int(_number(output, f"{where}.outputTokens", minimum=1, integer=True))
+        if output is not None
+        else None,
         connections=int(_number(raw.get("connections", 8), f"{where}.connections", minimum=1, integer=True)),
         reconnect_every_s=_duration(raw.get("reconnectEvery", "2s"), f"{where}.reconnectEvery"),
         timeout_s=_duration(raw.get("timeout", "60s"), f"{where}.timeout"),

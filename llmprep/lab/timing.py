@@ -86,7 +86,9 @@ def scaled_hpa(spec: HpaSpec, speed: float) -> HpaSpec:
     if speed == 1 or spec.behavior is None:
         return spec
     b = spec.behavior
-    return dataclasses.replace(spec, behavior=Behavior(_scaled_rules(b.scale_up, speed), _scaled_rules(b.scale_down, speed)))
+    return dataclasses.replace(
+        spec, behavior=Behavior(_scaled_rules(b.scale_up, speed), _scaled_rules(b.scale_down, speed))
+    )
 
 
 def rule_interval_s(groups: Sequence[Mapping[str, Any]], default: float) -> float:
@@ -149,8 +151,12 @@ class Timing:
         speed = scenario.speed
         compressed = setup.compressed
         scrape = _rendered(setup.scrape_interval_s, "monitoring.podMonitor.interval", compressed, speed)
-        rules = _rendered(rule_interval_s(setup.rule_groups, setup.scrape_interval_s),
-                          "monitoring.prometheusRule.interval", compressed, speed)
+        rules = _rendered(
+            rule_interval_s(setup.rule_groups, setup.scrape_interval_s),
+            "monitoring.prometheusRule.interval",
+            compressed,
+            speed,
+        )
         window = None
         if setup.rate_window_s is not None:
             window = _rendered(setup.rate_window_s, "monitoring.prometheusRule.window", compressed, speed)
@@ -162,8 +168,12 @@ class Timing:
         if setup.keda is not None:
             polling = period(setup.keda.polling_interval_s, speed, LOOP_FLOOR_S)
             cooldown = period(setup.keda.cooldown_period_s, speed)
-            keda = dataclasses.replace(setup.keda, hpa=scaled_hpa(setup.keda.hpa, speed),
-                                       polling_interval_s=polling.lab_s, cooldown_period_s=cooldown.lab_s)
+            keda = dataclasses.replace(
+                setup.keda,
+                hpa=scaled_hpa(setup.keda.hpa, speed),
+                polling_interval_s=polling.lab_s,
+                cooldown_period_s=cooldown.lab_s,
+            )
         return cls(
             speed=speed,
             scrape_interval=scrape,
@@ -186,12 +196,18 @@ class Timing:
     def periods(self) -> dict[str, Period]:
         """Every period by name (the report's `timing` table)."""
         named = {
-            "scrape_interval": self.scrape_interval, "rule_interval": self.rule_interval,
-            "rate_window": self.rate_window, "sync_period": self.sync_period,
+            "scrape_interval": self.scrape_interval,
+            "rule_interval": self.rule_interval,
+            "rate_window": self.rate_window,
+            "sync_period": self.sync_period,
             "downscale_stabilization": self.downscale_stabilization,
             "scale_up_stabilization": self.scale_up_stabilization,
-            "scale_down_stabilization": self.scale_down_stabilization, "readiness_period": self.readiness_period,
-            "pre_stop": self.pre_stop, "drain_timeout": self.drain_timeout, "adapter_relist": self.adapter_relist,
-            "keda_polling_interval": self.keda_polling, "keda_cooldown_period": self.keda_cooldown,
+            "scale_down_stabilization": self.scale_down_stabilization,
+            "readiness_period": self.readiness_period,
+            "pre_stop": self.pre_stop,
+            "drain_timeout": self.drain_timeout,
+            "adapter_relist": self.adapter_relist,
+            "keda_polling_interval": self.keda_polling,
+            "keda_cooldown_period": self.keda_cooldown,
         }
         return {k: v for k, v in named.items() if v is not None}

@@ -77,7 +77,9 @@ def verify_recording_rules(
                     matched += 1
                     stats["matched"] += 1
                 elif len(mismatches) < 10:
-                    mismatches.append({"rule": name, "pod": pod, "time": ts, "recorded": value, "recomputed": again[pod]})
+                    mismatches.append(
+                        {"rule": name, "pod": pod, "time": ts, "recorded": value, "recomputed": again[pod]}
+                    )
     return {
         "recording_rules_checked": checked,
         "recording_rules_matched": matched,

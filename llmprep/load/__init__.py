@@ -16,7 +16,20 @@ from llmprep.load.runner import LoadConfig, LoadGenerator, LoadResult, run_load
 from llmprep.load.stats import Sample, SecondStats, percentile, summarize
 
 __all__ = [
-    "LoadConfig", "LoadGenerator", "LoadResult", "Profile", "Prompt", "Sample", "SecondStats", "Stage",
-    "constant", "load_profile", "load_prompts", "parse_profile", "percentile", "run_load", "summarize",
+    "LoadConfig",
+    "LoadGenerator",
+    "LoadResult",
+    "Profile",
+    "Prompt",
+    "Sample",
+    "SecondStats",
+    "Stage",
+    "constant",
+    "load_profile",
+    "load_prompts",
+    "parse_profile",
+    "percentile",
+    "run_load",
+    "summarize",
     "synthetic_prompts",
 ]

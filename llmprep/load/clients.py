@@ -31,11 +31,19 @@ IGNORE_EOS_NAMES = ("ignore_eos", "sampling_param_ignore_eos")
 EXCLUDE_INPUT_NAMES = ("sampling_param_exclude_input_from_output",)
 
 _DTYPES: dict[str, tuple[str, Any]] = {
-    "TYPE_STRING": ("BYTES", np.object_), "TYPE_BOOL": ("BOOL", np.bool_),
-    "TYPE_INT8": ("INT8", np.int8), "TYPE_INT16": ("INT16", np.int16), "TYPE_INT32": ("INT32", np.int32),
-    "TYPE_INT64": ("INT64", np.int64), "TYPE_UINT8": ("UINT8", np.uint8), "TYPE_UINT16": ("UINT16", np.uint16),
-    "TYPE_UINT32": ("UINT32", np.uint32), "TYPE_UINT64": ("UINT64", np.uint64),
-    "TYPE_FP16": ("FP16", np.float16), "TYPE_FP32": ("FP32", np.float32), "TYPE_FP64": ("FP64", np.float64),
+    "TYPE_STRING": ("BYTES", np.object_),
+    "TYPE_BOOL": ("BOOL", np.bool_),
+    "TYPE_INT8": ("INT8", np.int8),
+    "TYPE_INT16": ("INT16", np.int16),
+    "TYPE_INT32": ("INT32", np.int32),
+    "TYPE_INT64": ("INT64", np.int64),
+    "TYPE_UINT8": ("UINT8", np.uint8),
+    "TYPE_UINT16": ("UINT16", np.uint16),
+    "TYPE_UINT32": ("UINT32", np.uint32),
+    "TYPE_UINT64": ("UINT64", np.uint64),
+    "TYPE_FP16": ("FP16", np.float16),
+    "TYPE_FP32": ("FP32", np.float32),
+    "TYPE_FP64": ("FP64", np.float64),
 }
 
 
@@ -120,12 +128,16 @@ class RequestPlan:
         return values
 
 
-def build_plan(schema: ModelSchema, *, fixed_output: bool = True, extra_inputs: Mapping[str, str] | None = None) -> RequestPlan:
+def build_plan(
+    schema: ModelSchema, *, fixed_output: bool = True, extra_inputs: Mapping[str, str] | None = None
+) -> RequestPlan:
     """Match the model's inputs to our request fields; explain what we could not do in `notes`."""
     names = ", ".join(schema.inputs) or "none"
     prompt_input = schema.first(PROMPT_NAMES)
     if prompt_input is None:
-        raise LoadError(f"model {schema.model!r} has no text_input input (its inputs: {names}); pick an LLM model with --model")
+        raise LoadError(
+            f"model {schema.model!r} has no text_input input (its inputs: {names}); pick an LLM model with --model"
+        )
     plan = RequestPlan(schema, prompt_input, schema.first(MAX_TOKENS_NAMES), None)
     if plan.max_tokens_input is None:
         plan.notes.append(f"model {schema.model!r} has no max_tokens input: output lengths are the model's own")
@@ -150,7 +162,9 @@ def build_plan(schema: ModelSchema, *, fixed_output: bool = True, extra_inputs: 
     for name, text in (extra_inputs or {}).items():
         spec = schema.inputs.get(name)
         if spec is None:
-            raise UsageError(f"--extra-input {name}: model {schema.model!r} has no input {name!r} (its inputs: {names})")
+            raise UsageError(
+                f"--extra-input {name}: model {schema.model!r} has no input {name!r} (its inputs: {names})"
+            )
         plan.constants[name] = parse_value(spec, text, f"--extra-input {name}")
     return plan
 
@@ -163,14 +177,28 @@ class Client(Protocol):
     async def close(self) -> None: ...
 
 
-def _sample(prompt: Prompt, target: str, t0: float, start: float, first: float, last: float, n: int,
-            error: str | None = None, detail: str = "") -> Sample:
+def _sample(
+    prompt: Prompt,
+    target: str,
+    t0: float,
+    start: float,
+    first: float,
+    last: float,
+    n: int,
+    error: str | None = None,
+    detail: str = "",
+) -> Sample:
     end = time.perf_counter() if error is not None or n == 0 else last
     return Sample(
-        start=start - t0, target=target, e2e=end - start,
+        start=start - t0,
+        target=target,
+        e2e=end - start,
         ttft=(first - start) if n else None,
         itl=((last - first) / (n - 1)) if n > 1 else None,
-        tokens_in=prompt.input_tokens, tokens_out=n, error=error, detail=detail[:300],
+        tokens_in=prompt.input_tokens,
+        tokens_out=n,
+        error=error,
+        detail=detail[:300],
     )
 
 
@@ -244,7 +272,9 @@ class GrpcClient:
             kind = _GRPC_ERRORS.get(exc.code().name, "server")
             return _sample(prompt, self.target, t0, start, first, last, n, kind, f"{exc.code().name}: {exc.details()}")
         if n == 0:
-            return _sample(prompt, self.target, t0, start, first, last, n, "protocol", "stream ended without a response")
+            return _sample(
+                prompt, self.target, t0, start, first, last, n, "protocol", "stream ended without a response"
+            )
         return _sample(prompt, self.target, t0, start, first, last, n)
 
     async def _unary(self, index: int, prompt: Prompt, t0: float) -> Sample:
@@ -306,7 +336,17 @@ class HttpClient:
                         continue
                     now = time.perf_counter()
                     if b'{"error"' in line[:16]:
-                        return _sample(prompt, self.target, t0, start, first, last, n, "server", line[5:].decode(errors="replace").strip())
+                        return _sample(
+                            prompt,
+                            self.target,
+                            t0,
+                            start,
+                            first,
+                            last,
+                            n,
+                            "server",
+                            line[5:].decode(errors="replace").strip(),
+                        )
                     if n == 0:
                         first = now
                     last = now
@@ -318,7 +358,9 @@ class HttpClient:
         except aiohttp.ClientError as exc:
             return _sample(prompt, self.target, t0, start, first, last, n, "protocol", f"{type(exc).__name__}: {exc}")
         if n == 0:
-            return _sample(prompt, self.target, t0, start, first, last, n, "protocol", "stream ended without a response")
+            return _sample(
+                prompt, self.target, t0, start, first, last, n, "protocol", "stream ended without a response"
+            )
         return _sample(prompt, self.target, t0, start, first, last, n)
 
     async def close(self) -> None:

@@ -53,8 +53,15 @@ class LoadOptions:
 
 
 def _profile(options: LoadOptions) -> Profile:
-    given = [name for name, value in (("--concurrency", options.concurrency), ("--rate", options.rate),
-                                      ("--profile", options.profile)) if value is not None]
+    given = [
+        name
+        for name, value in (
+            ("--concurrency", options.concurrency),
+            ("--rate", options.rate),
+            ("--profile", options.profile),
+        )
+        if value is not None
+    ]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)}: give only one of --concurrency, --rate and --profile")
     if options.profile is not None:
@@ -80,16 +87,28 @@ def build_config(options: LoadOptions) -> LoadConfig:
         extra[name.strip()] = value.strip()
     prompts = None
     if options.prompts is not None:
-        prompts = load_prompts(options.prompts, output_tokens=options.output_tokens,
-                               output_stddev=options.output_stddev, seed=options.seed)
+        prompts = load_prompts(
+            options.prompts, output_tokens=options.output_tokens, output_stddev=options.output_stddev, seed=options.seed
+        )
     config = LoadConfig(
-        targets=list(options.urls), profile=_profile(options), protocol=options.protocol, model=options.model,
-        prompts=prompts, input_tokens=options.input_tokens, input_stddev=options.input_stddev,
-        output_tokens=options.output_tokens, output_stddev=options.output_stddev, seed=options.seed,
-        timeout=options.timeout, max_error_rate=options.max_error_rate, fixed_output=options.fixed_output,
-        extra_inputs=extra, connections=options.connections,
+        targets=list(options.urls),
+        profile=_profile(options),
+        protocol=options.protocol,
+        model=options.model,
+        prompts=prompts,
+        input_tokens=options.input_tokens,
+        input_stddev=options.input_stddev,
+        output_tokens=options.output_tokens,
+        output_stddev=options.output_stddev,
+        seed=options.seed,
+        timeout=options.timeout,
+        max_error_rate=options.max_error_rate,
+        fixed_output=options.fixed_output,
+        extra_inputs=extra,
+        connections=options.connections,
         reconnect_every=parse_duration(options.reconnect_every, "--reconnect-every"),
-        wait_ready=parse_duration(options.wait_ready, "--wait-ready"), max_in_flight=options.max_in_flight,
+        wait_ready=parse_duration(options.wait_ready, "--wait-ready"),
+        max_in_flight=options.max_in_flight,
         max_samples=options.max_samples,
     )
     config.validate()

@@ -84,8 +84,6 @@ def constant(unit: Unit, level: float, duration: float) -> Profile:
     return Profile(unit=unit, stages=(Stage("step", level, level, duration if duration > 0 else FOREVER),))
 
 
-
-
 def _level(value: Any, unit: Unit, field: str) -> float:
     if isinstance(value, str):
         try:

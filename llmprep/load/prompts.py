@@ -17,8 +17,9 @@ from pathlib import Path
 
 from llmprep.errors import UsageError
 
-WORDS: tuple[str, ...] = tuple(dict.fromkeys(
-    """the of and to in is that for it as was with be by on not he this are or his from at which but
+WORDS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        """the of and to in is that for it as was with be by on not he this are or his from at which but
     have an they you were her she there one all we their has been would more when if will can out
     about so said what up its into than them only other some time new could these two may first
     then any like now over such our man me even most made after also did many before must through
@@ -28,7 +29,8 @@ WORDS: tuple[str, ...] = tuple(dict.fromkeys(
     right used take three small large water world place house number part city world help home
     plan model data light story music river market table window garden paper letter power table
     school family friend summer winter morning evening open close begin start finish answer""".split()
-))
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,7 @@ def synthetic_prompts(
     return prompts
 
 
-def load_prompts(
-    path: Path, *, output_tokens: float = 64, output_stddev: float = 0, seed: int = 0
-) -> list[Prompt]:
+def load_prompts(path: Path, *, output_tokens: float = 64, output_stddev: float = 0, seed: int = 0) -> list[Prompt]:
     """Prompts from a JSONL file: one object a line with `text` (or `text_input`, `prompt`).
 
     Optional per line: `output_tokens` (or `max_tokens`) and `input_tokens`; missing output
@@ -93,7 +93,7 @@ def load_prompts(
         except json.JSONDecodeError as exc:
             raise UsageError(f"{where}: not JSON ({exc.msg})") from exc
         if not isinstance(item, dict):
-            raise UsageError(f"{where}: expected an object like {{\"text\": \"...\"}}")
+            raise UsageError(f'{where}: expected an object like {{"text": "..."}}')
         text = next((item[k] for k in ("text", "text_input", "prompt") if k in item), None)
         if not isinstance(text, str) or not text:
             raise UsageError(f"{where}.text: required, a non-empty string")
@@ -109,4 +109,3 @@ def load_prompts(
     if not prompts:
         raise UsageError(f"--prompts {path}: no prompts in the file (one JSON object a line)")
     return prompts
-

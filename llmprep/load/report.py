@@ -88,13 +88,22 @@ def summary_table(result: LoadResult) -> Table:
     table.add_column("metric")
     for column in ("mean", "p50", "p90", "p95", "p99", "max"):
         table.add_column(column, justify="right")
-    rows = (("time to first token (ms)", "ttft_s", 1000.0), ("inter-token latency (ms)", "itl_s", 1000.0),
-            ("end-to-end latency (ms)", "e2e_s", 1000.0), ("input tokens", "tokens_in", 1.0),
-            ("output tokens", "tokens_out", 1.0))
+    rows = (
+        ("time to first token (ms)", "ttft_s", 1000.0),
+        ("inter-token latency (ms)", "itl_s", 1000.0),
+        ("end-to-end latency (ms)", "e2e_s", 1000.0),
+        ("input tokens", "tokens_in", 1.0),
+        ("output tokens", "tokens_out", 1.0),
+    )
     for label, key, scale in rows:
         dist = summary[key]
-        table.add_row(label, *("-" if dist[c] is None else f"{dist[c] * scale:.1f}" for c in
-                               ("mean", "p50", "p90", "p95", "p99", "max")))
+        table.add_row(
+            label,
+            *(
+                "-" if dist[c] is None else f"{dist[c] * scale:.1f}"
+                for c in ("mean", "p50", "p90", "p95", "p99", "max")
+            ),
+        )
     classes = ", ".join(f"{k}: {v}" for k, v in sorted(summary["errors_by_class"].items()))
     table.caption = (
         f"{summary['requests_per_s']:.2f} req/s, {summary['output_tokens_per_s']:.0f} output tok/s; "

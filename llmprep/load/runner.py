@@ -63,9 +63,12 @@ class LoadConfig:
         if self.protocol not in DEFAULT_PORTS:
             raise UsageError(f"--protocol: expected grpc or http, got {self.protocol!r}")
         checks = (
-            ("--timeout", self.timeout > 0), ("--max-error-rate", 0 <= self.max_error_rate <= 1),
-            ("--connections", self.connections >= 1), ("--reconnect-every", self.reconnect_every >= 0),
-            ("--wait-ready", self.wait_ready >= 0), ("--max-in-flight", self.max_in_flight >= 1),
+            ("--timeout", self.timeout > 0),
+            ("--max-error-rate", 0 <= self.max_error_rate <= 1),
+            ("--connections", self.connections >= 1),
+            ("--reconnect-every", self.reconnect_every >= 0),
+            ("--wait-ready", self.wait_ready >= 0),
+            ("--max-in-flight", self.max_in_flight >= 1),
             ("--max-samples", self.max_samples is None or self.max_samples >= 1),
         )
         for name, ok in checks:
@@ -74,16 +77,25 @@ class LoadConfig:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "targets": self.targets, "protocol": self.protocol, "model": self.model,
-            "unit": self.profile.unit, "duration_s": self.profile.duration if math.isfinite(self.profile.duration) else None,
-            "stages": [{**vars(s), "duration": s.duration if math.isfinite(s.duration) else None}
-                       for s in self.profile.stages],
+            "targets": self.targets,
+            "protocol": self.protocol,
+            "model": self.model,
+            "unit": self.profile.unit,
+            "duration_s": self.profile.duration if math.isfinite(self.profile.duration) else None,
+            "stages": [
+                {**vars(s), "duration": s.duration if math.isfinite(s.duration) else None} for s in self.profile.stages
+            ],
             "timeout_s": self.timeout,
-            "max_error_rate": self.max_error_rate, "fixed_output": self.fixed_output,
-            "input_tokens": self.input_tokens, "input_stddev": self.input_stddev,
-            "output_tokens": self.output_tokens, "output_stddev": self.output_stddev,
-            "prompts": "file" if self.prompts is not None else "synthetic", "seed": self.seed,
-            "extra_inputs": self.extra_inputs, "connections": self.connections,
+            "max_error_rate": self.max_error_rate,
+            "fixed_output": self.fixed_output,
+            "input_tokens": self.input_tokens,
+            "input_stddev": self.input_stddev,
+            "output_tokens": self.output_tokens,
+            "output_stddev": self.output_stddev,
+            "prompts": "file" if self.prompts is not None else "synthetic",
+            "seed": self.seed,
+            "extra_inputs": self.extra_inputs,
+            "connections": self.connections,
         }
 
 
@@ -123,7 +135,7 @@ def normalize_target(target: str, protocol: str) -> str:
         if target.startswith(scheme):
             if scheme == "https://":
                 raise UsageError(f"--url {target}: TLS is not supported; use the in-cluster Service address")
-            target = target[len(scheme):]
+            target = target[len(scheme) :]
     target = target.rstrip("/")
     host, sep, port = target.rpartition(":")
     if not sep:
@@ -186,9 +198,17 @@ class LoadGenerator:
         config.validate()
         self.config = config
         self.targets = [normalize_target(t, config.protocol) for t in config.targets]
-        self.prompts: Sequence[Prompt] = config.prompts if config.prompts is not None else synthetic_prompts(
-            SYNTHETIC_POOL, input_tokens=config.input_tokens, input_stddev=config.input_stddev,
-            output_tokens=config.output_tokens, output_stddev=config.output_stddev, seed=config.seed,
+        self.prompts: Sequence[Prompt] = (
+            config.prompts
+            if config.prompts is not None
+            else synthetic_prompts(
+                SYNTHETIC_POOL,
+                input_tokens=config.input_tokens,
+                input_stddev=config.input_stddev,
+                output_tokens=config.output_tokens,
+                output_stddev=config.output_stddev,
+                seed=config.seed,
+            )
         )
         if not self.prompts:
             raise UsageError("--prompts: no prompts to send")
@@ -254,12 +274,32 @@ class LoadGenerator:
         try:
             sample = await slot.client.request(index, prompt, self._t0)
         except asyncio.CancelledError:
-            self._record(Sample(start - self._t0, slot.client.target, time.perf_counter() - start, None, None,
-                                prompt.input_tokens, 0, "cancelled", "the run ended first"))
+            self._record(
+                Sample(
+                    start - self._t0,
+                    slot.client.target,
+                    time.perf_counter() - start,
+                    None,
+                    None,
+                    prompt.input_tokens,
+                    0,
+                    "cancelled",
+                    "the run ended first",
+                )
+            )
             raise
         except Exception as exc:  # an unexpected failure is counted, never kills the run
-            sample = Sample(start - self._t0, slot.client.target, time.perf_counter() - start, None, None,
-                            prompt.input_tokens, 0, "client", f"{type(exc).__name__}: {exc}"[:300])
+            sample = Sample(
+                start - self._t0,
+                slot.client.target,
+                time.perf_counter() - start,
+                None,
+                None,
+                prompt.input_tokens,
+                0,
+                "client",
+                f"{type(exc).__name__}: {exc}"[:300],
+            )
         finally:
             self._in_flight -= 1
             pool.release(slot)
@@ -315,8 +355,9 @@ class LoadGenerator:
         config, profile = self.config, self.config.profile
         plan = await self._plan(stop_event)
         self._on_sample = on_sample
-        pool = ClientPool(lambda target: make_client(config.protocol, target, plan, config.timeout),
-                          self.targets, config.connections)
+        pool = ClientPool(
+            lambda target: make_client(config.protocol, target, plan, config.timeout), self.targets, config.connections
+        )
         started_at = time.time()
         self._t0 = time.perf_counter()
         next_tick, next_rotate = 1.0, config.reconnect_every or math.inf
@@ -359,11 +400,15 @@ class LoadGenerator:
         finally:
             await pool.close()
         return LoadResult(
-            config=config.describe(), started_at=started_at, duration=time.perf_counter() - self._t0,
-            samples=list(self._samples), timeline=list(self._timeline), dropped=self._dropped, notes=list(plan.notes),
+            config=config.describe(),
+            started_at=started_at,
+            duration=time.perf_counter() - self._t0,
+            samples=list(self._samples),
+            timeline=list(self._timeline),
+            dropped=self._dropped,
+            notes=list(plan.notes),
             max_error_rate=config.max_error_rate,
         )
-
 
     def run_sync(
         self,

@@ -150,12 +150,20 @@ class Window:
         span = max(span, 1e-9)
         ttft, e2e = sorted(self.ttft), sorted(self.e2e)
         snap = SecondStats(
-            t=t, level=level, in_flight=in_flight, started=self.started, completed=self.completed,
-            errors=self.errors, requests_per_s=(self.completed - self.errors) / span,
+            t=t,
+            level=level,
+            in_flight=in_flight,
+            started=self.started,
+            completed=self.completed,
+            errors=self.errors,
+            requests_per_s=(self.completed - self.errors) / span,
             output_tokens_per_s=self.tokens_out / span,
-            ttft_p50=percentile(ttft, 50), ttft_p95=percentile(ttft, 95),
-            e2e_p50=percentile(e2e, 50), e2e_p95=percentile(e2e, 95),
-            total_completed=self.total_completed, total_errors=self.total_errors,
+            ttft_p50=percentile(ttft, 50),
+            ttft_p95=percentile(ttft, 95),
+            e2e_p50=percentile(e2e, 50),
+            e2e_p95=percentile(e2e, 95),
+            total_completed=self.total_completed,
+            total_errors=self.total_errors,
         )
         self.started = self.completed = self.errors = self.tokens_out = 0
         self.ttft, self.e2e = [], []

@@ -28,10 +28,7 @@ from llmprep.serve.compose import (
     rank_args,
     render_command,
 )
-from llmprep.serve.drift import (
-    PodFacts,
-    check_drift,
-)
+from llmprep.serve.drift import PodFacts, check_drift
 from llmprep.serve.group import (
     DEFAULT_HOSTFILE,
     DEFAULT_SSH_DIR,
@@ -57,12 +54,7 @@ from llmprep.serve.plan import (
     read_marker,
     resolve_role,
 )
-from llmprep.serve.supervise import (
-    TEARDOWN_GRACE_S,
-    exec_plan,
-    supervise,
-    tritonserver_pids,
-)
+from llmprep.serve.supervise import TEARDOWN_GRACE_S, exec_plan, supervise, tritonserver_pids
 
 __all__ = [
     "check_drift",

@@ -120,10 +120,7 @@ def rank_args(
             args.append(f"--backend-directory={triton.backend_dir}")
         args += ["--allow-http=false", "--allow-grpc=false", "--allow-metrics=false", "--model-control-mode=explicit"]
         args += [f"--load-model={name}" for name in rank_models]
-    return args + [
-        "--disable-auto-complete-config",
-        f"--backend-config=python,shm-region-prefix-name=prefix{rank}_",
-    ]
+    return args + ["--disable-auto-complete-config", f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
 
 
 def _mpirun_head(
@@ -203,14 +200,18 @@ def compose(
     endpoints = (
         f"HTTP {options.address}:{options.http_port}, gRPC :{options.grpc_port}, metrics :{options.metrics_port}"
     )
-    lines = [f"{runtime} runtime, tensor {tensor} × pipeline {pipeline} = {world} GPU(s); tritonserver from {triton.source}"]
+    lines = [
+        f"{runtime} runtime, tensor {tensor} × pipeline {pipeline} = {world} GPU(s); tritonserver from {triton.source}"
+    ]
     extra = list(server_options)
     if extra:
         notes = [f"serving tritonserver options (triton.serverOptions): {' '.join(extra)}", *notes]
     if world == 1:
         argv = [binary, *rank_args(0, repository, options, triton), *extra]
         lines.append(f"one tritonserver serving {endpoints}; SIGTERM drains for up to {options.exit_timeout_secs} s")
-        return ServePlan(argv, dict(triton.env), "\n".join([*lines, *notes]), exit_timeout_secs=options.exit_timeout_secs)
+        return ServePlan(
+            argv, dict(triton.env), "\n".join([*lines, *notes]), exit_timeout_secs=options.exit_timeout_secs
+        )
 
     multi = pods > 1
     forward = forwarded_names({**(env or {}), **triton.env}) if multi else []
@@ -228,7 +229,9 @@ def compose(
     else:
         if any(c.isspace() for c in str(repository) + binary):
             # trtllm-llmapi-launch runs its command through word splitting.
-            raise UsageError(f"--repository: {repository} contains whitespace, which trtllm-llmapi-launch cannot pass on")
+            raise UsageError(
+                f"--repository: {repository} contains whitespace, which trtllm-llmapi-launch cannot pass on"
+            )
         server = serving_args(repository, options, triton)
         argv += ["-np", str(world), LLMAPI_LAUNCH, binary, *server, "--disable-auto-complete-config", *extra]
         lines.append(

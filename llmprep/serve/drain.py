@@ -85,8 +85,10 @@ def drain(
             log(f"drain: no client connection to port(s) {where} after {now - start:.1f} s; Triton may stop")
             return DrainResult(True, now - start, 0)
         if now >= deadline:
-            log(f"drain: {left} client connection(s) still open to port(s) {where} after {timeout_s:g} s; "
-                "stopping anyway: requests in flight on them may fail (clients should re-open connections)")
+            log(
+                f"drain: {left} client connection(s) still open to port(s) {where} after {timeout_s:g} s; "
+                "stopping anyway: requests in flight on them may fail (clients should re-open connections)"
+            )
             return DrainResult(False, now - start, left)
         if now >= next_note:
             log(f"drain: {left} client connection(s) open to port(s) {where}; waiting up to {deadline - now:.0f} s")

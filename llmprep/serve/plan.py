@@ -110,7 +110,9 @@ def _from_cache(spec: ModelSpec, cache_dir: Path, facts_env: Any | None) -> _Sou
     if found.repository_dir is None:
         raise CacheError(f"artifact {found.key} in {cache_dir} has no model repository yet; run `llmprep prepare`")
     marker = read_marker(found.repository_dir) or {}
-    return _Source(found.repository_dir, found.spec.runtime, found.spec, dict(found.manifest), bool(marker.get("standin")))
+    return _Source(
+        found.repository_dir, found.spec.runtime, found.spec, dict(found.manifest), bool(marker.get("standin"))
+    )
 
 
 def observe_pod(python: str | None = None) -> tuple[PodFacts, Any]:
@@ -163,7 +165,9 @@ def make_plan(
         found = sshd or shutil.which("sshd", path=env.get("PATH")) or "/usr/sbin/sshd"
         return compose_worker(request.ssh, sshd=found, group=group)
     if role == "leader" and group is None:
-        raise UsageError(f"--role leader: needs the group (--leader-address and --group-size, or the {LWS_GROUP_SIZE} variables)")
+        raise UsageError(
+            f"--role leader: needs the group (--leader-address and --group-size, or the {LWS_GROUP_SIZE} variables)"
+        )
 
     facts_env = None
     if pod is None and request.cache_dir is not None:

@@ -26,10 +26,7 @@ TEARDOWN_GRACE_S = 15.0
 
 
 def exec_plan(
-    plan: ServePlan,
-    *,
-    base_env: Mapping[str, str] | None = None,
-    log: Callable[[str], None] | None = None,
+    plan: ServePlan, *, base_env: Mapping[str, str] | None = None, log: Callable[[str], None] | None = None
 ) -> int:
     """Run the plan: exec a single server in place; supervise mpirun so that SIGTERM drains.
 
@@ -38,7 +35,9 @@ def exec_plan(
     env = {**(os.environ if base_env is None else base_env), **plan.env}
     missing = [str(f) for f in plan.needs_files if not f.is_file()]
     if missing:
-        raise ServeError(f"cannot start {Path(plan.argv[0]).name}: missing {', '.join(missing)} (mount the group's ssh Secret)")
+        raise ServeError(
+            f"cannot start {Path(plan.argv[0]).name}: missing {', '.join(missing)} (mount the group's ssh Secret)"
+        )
     for folder in plan.make_dirs:
         folder.mkdir(parents=True, exist_ok=True)
     if plan.hostfile is not None and plan.hostfile_path is not None:
@@ -54,11 +53,7 @@ def exec_plan(
 
 
 def supervise(
-    argv: Sequence[str],
-    env: Mapping[str, str],
-    *,
-    exit_timeout_secs: int,
-    log: Callable[[str], None] | None = None,
+    argv: Sequence[str], env: Mapping[str, str], *, exit_timeout_secs: int, log: Callable[[str], None] | None = None
 ) -> int:
     """Run mpirun as a child; on SIGTERM/SIGINT drain the serving rank first, then stop the rest."""
     stopping: list[int] = []

@@ -178,19 +178,23 @@ class TritonProcess(ManagedProcess):
         self.install = install or locate_triton()
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.exit_timeout_secs = exit_timeout_secs
-        self.command = list(command) if command is not None else [
-            str(self.install.binary),
-            *server_args(
-                repository,
-                http_port=http_port,
-                grpc_port=grpc_port,
-                metrics_port=metrics_port,
-                address="127.0.0.1",
-                exit_timeout_secs=exit_timeout_secs,
-                backend_dir=self.install.backend_dir,
-                extra=extra,
-            ),
-        ]
+        self.command = (
+            list(command)
+            if command is not None
+            else [
+                str(self.install.binary),
+                *server_args(
+                    repository,
+                    http_port=http_port,
+                    grpc_port=grpc_port,
+                    metrics_port=metrics_port,
+                    address="127.0.0.1",
+                    exit_timeout_secs=exit_timeout_secs,
+                    backend_dir=self.install.backend_dir,
+                    extra=extra,
+                ),
+            ]
+        )
         self.env = {**os.environ, **self.install.env, **(env or {})}
 
     @property

@@ -30,8 +30,12 @@ RESERVED_SERVER_OPTIONS: dict[str, str] = {
         ("--http-port", "--grpc-port", "--metrics-port", "--http-address", "--grpc-address", "--metrics-address"),
         "the endpoints are `llmprep serve`'s --http-port/--grpc-port/--metrics-port/--address (the chart fixes 8000-8002)",
     ),
-    **dict.fromkeys(("--allow-http", "--allow-grpc", "--allow-metrics"), "every endpoint stays on for the serving rank"),
-    **dict.fromkeys(("--model-repository", "--model-store"), "the repository is `llmprep serve`'s --repository or --cache"),
+    **dict.fromkeys(
+        ("--allow-http", "--allow-grpc", "--allow-metrics"), "every endpoint stays on for the serving rank"
+    ),
+    **dict.fromkeys(
+        ("--model-repository", "--model-store"), "the repository is `llmprep serve`'s --repository or --cache"
+    ),
     **dict.fromkeys(("--model-control-mode", "--load-model"), "llmprep loads every model of the repository"),
     "--exit-timeout-secs": "set triton.exitTimeoutSeconds (`llmprep serve --exit-timeout-secs`)",
     "--backend-directory": "llmprep serve uses the backends of the Triton it runs",

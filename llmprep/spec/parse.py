@@ -52,9 +52,13 @@ def read_server_options(triton: Any) -> tuple[str, ...]:
     for i, item in enumerate(items):
         at = f"triton.serverOptions[{i}]"
         if not isinstance(item, str) or not item.startswith("--") or len(item) < 3:
-            raise SpecError(f"{at}: must be a tritonserver option starting with --, such as --log-verbose=1, got {kind_of(item)}")
+            raise SpecError(
+                f"{at}: must be a tritonserver option starting with --, such as --log-verbose=1, got {kind_of(item)}"
+            )
         if any(c.isspace() for c in item):
-            raise SpecError(f"{at}: {quote(item)} contains whitespace; write the option and its value as one --flag=value")
+            raise SpecError(
+                f"{at}: {quote(item)} contains whitespace; write the option and its value as one --flag=value"
+            )
         flag = item.split("=", 1)[0]
         if flag in RESERVED_SERVER_OPTIONS:
             raise SpecError(f"{at}: {flag} is set by llmprep serve itself; remove it ({RESERVED_SERVER_OPTIONS[flag]})")

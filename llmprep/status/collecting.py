@@ -32,7 +32,7 @@ class StatusError(LlmprepError):
 
 
 def show_quantity(text: str | None) -> str:
-    """"1500m" -> "1500m (1.5)"; plain numbers unchanged; None -> "<unknown>" as kubectl prints."""
+    """ "1500m" -> "1500m (1.5)"; plain numbers unchanged; None -> "<unknown>" as kubectl prints."""
     if text is None:
         return "<unknown>"
     try:
@@ -216,10 +216,14 @@ def _autoscaler(hpa: Mapping[str, Any]) -> AutoscalerStatus:
         body = metric.get(kind[:1].lower() + kind[1:], {}) or {}
         current_metric = currents.get((kind, name))
         current_body = (current_metric or {}).get(kind[:1].lower() + kind[1:], {}) or {}
-        metrics.append(MetricStatus(
-            name=name, type=kind, target=_target_text(body.get("target", {})),
-            current=_current_text(current_body.get("current")),
-        ))
+        metrics.append(
+            MetricStatus(
+                name=name,
+                type=kind,
+                target=_target_text(body.get("target", {})),
+                current=_current_text(current_body.get("current")),
+            )
+        )
     return AutoscalerStatus(
         name=hpa["metadata"]["name"],
         target=f"{ref.get('kind', '?')}/{ref.get('name', '?')}",
@@ -238,8 +242,11 @@ def _autoscaler(hpa: Mapping[str, Any]) -> AutoscalerStatus:
 
 def _event_time(event: Mapping[str, Any]) -> str:
     return str(
-        event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
-        or event.get("metadata", {}).get("creationTimestamp") or ""
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or event.get("metadata", {}).get("creationTimestamp")
+        or ""
     )
 
 
@@ -248,8 +255,12 @@ def _pod(pod: Mapping[str, Any]) -> PodStatus:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     restarts = sum(int(c.get("restartCount", 0)) for c in status.get("containerStatuses") or [])
     return PodStatus(
-        name=pod["metadata"]["name"], ready=ready, phase=str(status.get("phase", "Unknown")), restarts=restarts,
-        node=str(pod.get("spec", {}).get("nodeName") or ""), started=str(status.get("startTime") or ""),
+        name=pod["metadata"]["name"],
+        ready=ready,
+        phase=str(status.get("phase", "Unknown")),
+        restarts=restarts,
+        node=str(pod.get("spec", {}).get("nodeName") or ""),
+        started=str(status.get("startTime") or ""),
     )
 
 
@@ -257,9 +268,14 @@ def collect(api_client: Any, release: str, namespace: str, events: int = EVENTS_
     """Read the release's HPAs, scaled workloads, pods and HPA events; problems become lines."""
     from kubernetes import client
 
-    autoscaling, apps, core = client.AutoscalingV2Api(api_client), client.AppsV1Api(api_client), client.CoreV1Api(api_client)
-    result = ReleaseStatus(release=release, namespace=namespace,
-                           collected_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    autoscaling, apps, core = (
+        client.AutoscalingV2Api(api_client),
+        client.AppsV1Api(api_client),
+        client.CoreV1Api(api_client),
+    )
+    result = ReleaseStatus(
+        release=release, namespace=namespace, collected_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 
     def forbidden(what: str, exc: Forbidden) -> None:
         result.problems.append(f"cannot read {what} in namespace {namespace}: forbidden by RBAC ({exc})")
@@ -267,8 +283,9 @@ def collect(api_client: Any, release: str, namespace: str, events: int = EVENTS_
     hpas: list[dict[str, Any]] = []
     try:
         for label in RELEASE_LABELS:
-            hpas = _call(autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace,
-                         label_selector=f"{label}={release}").get("items", [])
+            hpas = _call(
+                autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace, label_selector=f"{label}={release}"
+            ).get("items", [])
             if hpas:
                 break
         if not hpas:
@@ -295,20 +312,32 @@ def collect(api_client: Any, release: str, namespace: str, events: int = EVENTS_
                 labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
                 pod_selector = pod_selector or (_selector(labels) if labels else None)
             except NotFound:
-                result.problems.append(f"HPA {scaler.name} scales Deployment {name}, which does not exist in {namespace}")
+                result.problems.append(
+                    f"HPA {scaler.name} scales Deployment {name}, which does not exist in {namespace}"
+                )
             except Forbidden as exc:
                 forbidden(f"Deployment {name}", exc)
         try:
             items = _call(
-                core.list_namespaced_event, namespace,
+                core.list_namespaced_event,
+                namespace,
                 field_selector=f"involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={scaler.name}",
             ).get("items", [])
             items.sort(key=_event_time)
-            scaler.events = [] if events <= 0 else [
-                ScalingEvent(_event_time(e), str(e.get("type", "")), str(e.get("reason", "")),
-                             str(e.get("message", "")), int(e.get("count") or 1))
-                for e in items[-events:]
-            ]
+            scaler.events = (
+                []
+                if events <= 0
+                else [
+                    ScalingEvent(
+                        _event_time(e),
+                        str(e.get("type", "")),
+                        str(e.get("reason", "")),
+                        str(e.get("message", "")),
+                        int(e.get("count") or 1),
+                    )
+                    for e in items[-events:]
+                ]
+            )
         except Forbidden as exc:
             forbidden(f"events of HPA {scaler.name}", exc)
 

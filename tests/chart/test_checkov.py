@@ -27,16 +27,32 @@ pytestmark = [
 ]
 CONFIG = CHART / ".checkov.yaml"
 CASES = [[], *([CHART / "values.yaml", f] for f in MODEL_FILES), [], []]
-EXTRA_SETS = {len(CASES) - 2: ["autoscaling.engine=keda", "cache.persistentVolumeClaim.create=true"],
-              len(CASES) - 1: ["model.pullSecret=hf-model-pull", "kubernetes.noService=true"]}
+EXTRA_SETS = {
+    len(CASES) - 2: ["autoscaling.engine=keda", "cache.persistentVolumeClaim.create=true"],
+    len(CASES) - 1: ["model.pullSecret=hf-model-pull", "kubernetes.noService=true"],
+}
 CASE_IDS = ["defaults", *ids(MODEL_FILES), "keda and a created claim", "token and no service"]
 
 
 def _checkov(directory: Path) -> list[dict[str, Any]]:
     done = subprocess.run(
-        [str(CHECKOV), "-d", str(directory), "--config-file", str(CONFIG), "--framework", "kubernetes",
-         "--skip-download", "--compact", "--quiet", "-o", "json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(CHECKOV),
+            "-d",
+            str(directory),
+            "--config-file",
+            str(CONFIG),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode in (0, 1), done.stderr[-2000:]
     reports = json.loads(done.stdout)
@@ -53,8 +69,9 @@ def test_all_cases_pass_every_checkov_check(tmp_path: Path) -> None:
         case.mkdir()
         (case / "manifests.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
     failed = _checkov(tmp_path)
-    by_case = [(CASE_IDS[int(Path(f["file_path"]).parent.name.split("-")[1])], f["check_id"], f["resource"])
-               for f in failed]
+    by_case = [
+        (CASE_IDS[int(Path(f["file_path"]).parent.name.split("-")[1])], f["check_id"], f["resource"]) for f in failed
+    ]
     assert by_case == []
 
 

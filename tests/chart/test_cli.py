@@ -9,8 +9,19 @@ from tests.conftest import run_cli
 
 
 def test_chart_template_prints_the_objects_for_the_values_and_sets() -> None:
-    done = run_cli("chart", "template", "gpt2", "-f", str(CHART / "models" / "gpt2.yaml"),
-                   "--set", f"triton.image.name={IMAGE}", "--set", "gpu[0]=NVIDIA-L4", "-n", "llm")
+    done = run_cli(
+        "chart",
+        "template",
+        "gpt2",
+        "-f",
+        str(CHART / "models" / "gpt2.yaml"),
+        "--set",
+        f"triton.image.name={IMAGE}",
+        "--set",
+        "gpu[0]=NVIDIA-L4",
+        "-n",
+        "llm",
+    )
     assert done.returncode == 0, done.stderr
     objects = [o for o in yaml.safe_load_all(done.stdout) if o]
     deployment = next(o for o in objects if o["kind"] == "Deployment")
@@ -27,8 +38,9 @@ def test_chart_template_on_a_bare_cluster_leaves_out_the_monitoring_objects() ->
 
 
 def test_chart_template_with_a_bad_value_is_one_line_naming_the_key_and_exit_2() -> None:
-    done = run_cli("chart", "template", "--set", f"triton.image.name={IMAGE}",
-                   "--set", "model.tensorrtLlm.parallelism.tensor=two")
+    done = run_cli(
+        "chart", "template", "--set", f"triton.image.name={IMAGE}", "--set", "model.tensorrtLlm.parallelism.tensor=two"
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "model.tensorrtLlm.parallelism.tensor" in done.stderr and "Traceback" not in done.stderr

@@ -27,7 +27,8 @@ def _pod(files: list[Path] = [], sets: list[str] = []) -> dict:  # noqa: B006 - 
 def test_the_gpu_taint_is_tolerated_whatever_its_value(taint_value: str | None) -> None:
     taint = {"key": "nvidia.com/gpu", "value": taint_value, "effect": "NoSchedule"}
     tolerated = any(
-        t.get("key") == taint["key"] and t.get("effect") == taint["effect"]
+        t.get("key") == taint["key"]
+        and t.get("effect") == taint["effect"]
         and (t.get("operator") == "Exists" or t.get("value") == taint["value"])
         for t in _pod()["tolerations"]
     )
@@ -104,7 +105,10 @@ def test_a_small_model_fits_an_entry_gpu_node(name: str) -> None:
 @pytest.mark.parametrize("path", sorted((CHART / "models").glob("*.yaml")), ids=lambda p: p.name)
 def test_no_model_file_brings_back_the_rejected_queue_compute_ratio(path: Path) -> None:
     hpa = render([path])
-    names = {m["pods"]["metric"]["name"] for m in one(hpa, "HorizontalPodAutoscaler")["spec"]["metrics"]} \
-        if chart.find(hpa, "HorizontalPodAutoscaler") else set()
+    names = (
+        {m["pods"]["metric"]["name"] for m in one(hpa, "HorizontalPodAutoscaler")["spec"]["metrics"]}
+        if chart.find(hpa, "HorizontalPodAutoscaler")
+        else set()
+    )
     assert RATIO not in names
     assert "metric" not in (_model(path.name).get("autoscaling") or {})

@@ -23,7 +23,9 @@ def test_the_table_has_exactly_the_shape_the_cli_reads() -> None:
         assert row["source"].strip(), label
 
 
-@pytest.mark.parametrize("label", ["Tesla-T4", "NVIDIA-A10G", "NVIDIA-L4", "NVIDIA-A100-SXM4-40GB", "NVIDIA-H100-80GB-HBM3"])
+@pytest.mark.parametrize(
+    "label", ["Tesla-T4", "NVIDIA-A10G", "NVIDIA-L4", "NVIDIA-A100-SXM4-40GB", "NVIDIA-H100-80GB-HBM3"]
+)
 def test_the_common_products_are_listed(label: str) -> None:
     assert label in PRODUCTS
 
@@ -38,23 +40,32 @@ def test_a_pod_with_more_gpus_than_the_products_nodes_is_warned_about() -> None:
     assert "multinode.gpusPerNode=4" in text and "g5.12xlarge" in text
 
 
-@pytest.mark.parametrize("sets", [
-    ["gpu=NVIDIA-A10G", "model.tensorrtLlm.parallelism.tensor=4"],            # exactly one node's worth
-    ["gpu=Some-Unlisted-GPU", "model.tensorrtLlm.parallelism.tensor=16", "multinode.gpusPerNode=16"],
-    [],                                                                       # the chart's defaults
-])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["gpu=NVIDIA-A10G", "model.tensorrtLlm.parallelism.tensor=4"],  # exactly one node's worth
+        ["gpu=Some-Unlisted-GPU", "model.tensorrtLlm.parallelism.tensor=16", "multinode.gpusPerNode=16"],
+        [],  # the chart's defaults
+    ],
+)
 def test_a_pod_that_fits_or_an_unlisted_product_gives_no_warning(sets: list[str]) -> None:
     assert "Warning: each pod asks for" not in notes(*sets)
 
 
 def test_every_listed_product_of_a_pod_list_is_checked() -> None:
-    text = notes("gpu[0]=Some-Unlisted-GPU", "gpu[1]=Tesla-T4", "model.tensorrtLlm.parallelism.tensor=16",
-                 "multinode.gpusPerNode=16")
+    text = notes(
+        "gpu[0]=Some-Unlisted-GPU",
+        "gpu[1]=Tesla-T4",
+        "model.tensorrtLlm.parallelism.tensor=16",
+        "multinode.gpusPerNode=16",
+    )
     assert "Tesla-T4 nodes usually have 4" in text
 
 
 @pytest.mark.parametrize("path", TUTORIAL_MULTINODE, ids=lambda p: p.name)
 def test_the_multinode_tutorials_files_render_their_notes(path: Path) -> None:
-    values = chart.merge_values([path.parent / "values.yaml", path], ["multinode.enabled=true", "multinode.gpusPerNode=1",
-                                                                      "multinode.ssh.existingSecret=llm-ssh"])
+    values = chart.merge_values(
+        [path.parent / "values.yaml", path],
+        ["multinode.enabled=true", "multinode.gpusPerNode=1", "multinode.ssh.existingSecret=llm-ssh"],
+    )
     assert "Warning: each pod asks for" not in chart.notes(values)

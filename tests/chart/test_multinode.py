@@ -24,17 +24,7 @@ import yaml
 
 from llmprep import chart
 from llmprep.errors import SpecError
-from tests.chart.conftest import (
-    CHART,
-    NAMESPACE,
-    RELEASE,
-    TUTORIAL_MULTINODE,
-    Objects,
-    ids,
-    one,
-    render,
-    values_of,
-)
+from tests.chart.conftest import CHART, NAMESPACE, RELEASE, TUTORIAL_MULTINODE, Objects, ids, one, render, values_of
 from tests.chart.test_checkov import CHECKOV, _checkov
 from tests.conftest import ROOT, TUTORIAL_VALUES, run_cli
 
@@ -112,8 +102,12 @@ def test_every_leaderworkerset_validates_against_the_strict_crd_schema(case: Obj
 
 @pytest.mark.parametrize("role", ["leader", "worker"])
 def test_every_pod_template_validates_strictly_as_a_kubernetes_pod_template(case: Objects, role: str) -> None:
-    template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"{LWS}-{role}"},
-                "template": _template(case, role)}
+    template = {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": f"{LWS}-{role}"},
+        "template": _template(case, role),
+    }
     kubernetes_validate.validate(template, KUBE_VERSION, strict=True)
 
 
@@ -127,8 +121,9 @@ def test_every_pod_template_validates_strictly_as_a_kubernetes_pod_template(case
         (["spec", "leaderWorkerTemplate"], "size", 0),
     ],
 )
-def test_the_crd_schema_rejects_a_misspelt_key_or_an_unknown_value(base: Objects, path: list[str], key: str,
-                                                                     value: Any) -> None:
+def test_the_crd_schema_rejects_a_misspelt_key_or_an_unknown_value(
+    base: Objects, path: list[str], key: str, value: Any
+) -> None:
     lws = copy.deepcopy(_lws(base))
     node = lws
     for part in path:
@@ -141,8 +136,11 @@ def test_strict_pod_template_validation_catches_a_misspelt_key(base: Objects) ->
     template = copy.deepcopy(_template(base, "worker"))
     template["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"},
-                                      "template": template}, KUBE_VERSION, strict=True)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"}, "template": template},
+            KUBE_VERSION,
+            strict=True,
+        )
 
 
 def test_a_one_pod_group_recreates_on_failure_and_starts_workers_with_the_leader(base: Objects) -> None:
@@ -170,19 +168,26 @@ def test_a_long_release_name_keeps_worker_pod_names_within_a_dns_label() -> None
 @pytest.mark.parametrize(
     ("tensor", "pipeline", "per_node", "enabled", "size", "per_pod"),
     [
-        (8, 2, 8, False, 2, 8),   # automatic: 16 GPUs > 8 per node
-        (8, 4, 8, False, 4, 8),   # 4 nodes of 8
+        (8, 2, 8, False, 2, 8),  # automatic: 16 GPUs > 8 per node
+        (8, 4, 8, False, 4, 8),  # 4 nodes of 8
         (4, 4, 4, False, 4, 4),
         (8, 1, 4, False, 2, 4),
-        (8, 1, 1, True, 8, 1),    # the tutorial's one pod per GPU
-        (2, 1, 8, True, 1, 2),    # enabled, fits one node: a group of one pod
+        (8, 1, 1, True, 8, 1),  # the tutorial's one pod per GPU
+        (2, 1, 8, True, 1, 2),  # enabled, fits one node: a group of one pod
     ],
 )
-def test_group_size_is_gpus_divided_by_gpus_per_node(tensor: int, pipeline: int, per_node: int, enabled: bool,
-                                                     size: int, per_pod: int) -> None:
-    objects = render(sets=[*BASE, f"model.tensorrtLlm.parallelism.tensor={tensor}",
-                           f"model.tensorrtLlm.parallelism.pipeline={pipeline}",
-                           f"multinode.gpusPerNode={per_node}", f"multinode.enabled={str(enabled).lower()}"])
+def test_group_size_is_gpus_divided_by_gpus_per_node(
+    tensor: int, pipeline: int, per_node: int, enabled: bool, size: int, per_pod: int
+) -> None:
+    objects = render(
+        sets=[
+            *BASE,
+            f"model.tensorrtLlm.parallelism.tensor={tensor}",
+            f"model.tensorrtLlm.parallelism.pipeline={pipeline}",
+            f"multinode.gpusPerNode={per_node}",
+            f"multinode.enabled={str(enabled).lower()}",
+        ]
+    )
     assert _lws(objects)["spec"]["leaderWorkerTemplate"]["size"] == size
     for role in ("leader", "worker"):
         for name in ("prepare", "triton"):
@@ -204,10 +209,19 @@ def test_cpu_and_memory_defaults_follow_the_gpus_of_one_pod_not_of_the_group(bas
 @pytest.mark.parametrize(
     ("sets", "key"),
     [
-        (["model.tensorrtLlm.parallelism.tensor=12", "model.tensorrtLlm.parallelism.pipeline=1"], "multinode.gpusPerNode"),
+        (
+            ["model.tensorrtLlm.parallelism.tensor=12", "model.tensorrtLlm.parallelism.pipeline=1"],
+            "multinode.gpusPerNode",
+        ),
         (["model.persistentVolumeClaim="], "model.persistentVolumeClaim"),
-        (["model.persistentVolumeClaim=", "cache.persistentVolumeClaim.create=true",
-          "cache.persistentVolumeClaim.accessModes[0]=ReadWriteOnce"], "cache.persistentVolumeClaim.accessModes"),
+        (
+            [
+                "model.persistentVolumeClaim=",
+                "cache.persistentVolumeClaim.create=true",
+                "cache.persistentVolumeClaim.accessModes[0]=ReadWriteOnce",
+            ],
+            "cache.persistentVolumeClaim.accessModes",
+        ),
         (["multinode.ssh.existingSecret="], "multinode.ssh.existingSecret"),
         (["multinode.topologyKey=kubernetes.io/hostname"], "multinode.topologyKey"),
         (["multinode.gang.provider=kueue"], "multinode.gang.queue"),
@@ -220,16 +234,26 @@ def test_an_impossible_layout_fails_naming_the_key(sets: list[str], key: str) ->
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("multinode.bogus", "1"), ("multinode.gang.provider", "coscheduling"), ("multinode.gpusPerNode", "0"),
-     ("multinode.sshPort", "8000"), ("multinode.ssh.existingSecret", "Not_A_Name")],
+    [
+        ("multinode.bogus", "1"),
+        ("multinode.gang.provider", "coscheduling"),
+        ("multinode.gpusPerNode", "0"),
+        ("multinode.sshPort", "8000"),
+        ("multinode.ssh.existingSecret", "Not_A_Name"),
+    ],
 )
 def test_the_values_schema_rejects_unknown_multinode_keys_and_values(key: str, value: str) -> None:
     _fails([*BASE, f"{key}={value}"], key.split(".")[-1])
 
 
 def test_a_one_pod_group_needs_no_ssh_secret() -> None:
-    objects = render(sets=["multinode.enabled=true", "model.tensorrtLlm.parallelism.tensor=2",
-                           "model.persistentVolumeClaim=llm-cache"])
+    objects = render(
+        sets=[
+            "multinode.enabled=true",
+            "model.tensorrtLlm.parallelism.tensor=2",
+            "model.persistentVolumeClaim=llm-cache",
+        ]
+    )
     leader = _template(objects, "leader")["spec"]
     assert "--ssh-port" not in leader["containers"][0]["command"]
     assert not [v for v in leader["volumes"] if v["name"] == "model-spec-ssh"]
@@ -265,8 +289,13 @@ def test_topology_key_sets_the_exclusive_topology_annotation(sets: list[str], an
 
 
 def test_hostname_topology_is_fine_for_one_pod_groups() -> None:
-    objects = render(sets=["multinode.enabled=true", "model.persistentVolumeClaim=llm-cache",
-                           "multinode.topologyKey=kubernetes.io/hostname"])
+    objects = render(
+        sets=[
+            "multinode.enabled=true",
+            "model.persistentVolumeClaim=llm-cache",
+            "multinode.topologyKey=kubernetes.io/hostname",
+        ]
+    )
     annotations = _lws(objects)["metadata"]["annotations"]
     assert annotations["leaderworkerset.sigs.k8s.io/exclusive-topology"] == "kubernetes.io/hostname"
 
@@ -309,8 +338,11 @@ def test_hpa_scales_the_leaderworkerset(base: Objects) -> None:
 def test_keda_scales_the_leaderworkerset_on_leader_pods_only() -> None:
     objects = render(sets=[*BASE, "autoscaling.engine=keda"])
     scaled = one(objects, "ScaledObject")["spec"]
-    assert scaled["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-                                        "name": LWS}
+    assert scaled["scaleTargetRef"] == {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "name": LWS,
+    }
     for trigger in scaled["triggers"]:
         assert f'pod=~"{LWS}-[0-9]+"' in trigger["metadata"]["query"]
 
@@ -337,12 +369,19 @@ def test_single_node_selectors_are_unchanged(kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("pod", "selected"),
-    [(f"{LWS}-0", True), (f"{LWS}-12", True), (f"{LWS}-0-1", False), (f"{LWS}-3-7", False),
-     (f"{RELEASE}-7d9f8b6c5d-x2x9k", False)],
+    [
+        (f"{LWS}-0", True),
+        (f"{LWS}-12", True),
+        (f"{LWS}-0-1", False),
+        (f"{LWS}-3-7", False),
+        (f"{RELEASE}-7d9f8b6c5d-x2x9k", False),
+    ],
 )
 def test_recorded_signals_read_leader_pods_and_never_workers(base: Objects, pod: str, selected: bool) -> None:
     rule = one(base, "PrometheusRule")
-    record = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("record") == "triton:queue_compute:ratio")
+    record = next(
+        r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("record") == "triton:queue_compute:ratio"
+    )
     pattern = re.search(r'pod=~"([^"]+)"', record["expr"])
     assert pattern is not None
     assert bool(re.fullmatch(pattern.group(1), pod)) is selected
@@ -395,7 +434,7 @@ def _dry_run(objects: Objects, role: str, index: int, tmp_path: Path) -> dict[st
     command[command.index("--spec") + 1] = str(_model_yaml(objects, tmp_path))
     # Nothing is prepared here: serve the test repository instead of the (empty) cache.
     at = command.index("--cache")
-    command[at:at + 2] = ["--repository", str(GATE_REPO)]
+    command[at : at + 2] = ["--repository", str(GATE_REPO)]
     size = str(_lws(objects)["spec"]["leaderWorkerTemplate"]["size"])
     env = {"LWS_LEADER_ADDRESS": f"{LWS}-0.{LWS}.{NAMESPACE}", "LWS_GROUP_SIZE": size, "LWS_WORKER_INDEX": str(index)}
     result = run_cli(*command, "--set", "model.tensorrtLlm.runtime=engine", "--dry-run", "--json", env=env)
@@ -414,8 +453,9 @@ def _mounted_ssh_files(objects: Objects, role: str) -> set[str]:
 def test_the_leader_command_runs_mpirun_over_the_whole_group(base: Objects, tmp_path: Path) -> None:
     plan = _dry_run(base, "leader", 0, tmp_path)
     assert Path(plan["argv"][0]).name == "mpirun"
-    assert plan["hostfile"] == (f"{LWS}-0.{LWS}.{NAMESPACE} slots=8 max_slots=8\n"
-                                f"{LWS}-0-1.{LWS}.{NAMESPACE} slots=8 max_slots=8\n")
+    assert plan["hostfile"] == (
+        f"{LWS}-0.{LWS}.{NAMESPACE} slots=8 max_slots=8\n{LWS}-0-1.{LWS}.{NAMESPACE} slots=8 max_slots=8\n"
+    )
     assert plan["waitFor"] == [f"{LWS}-0-1.{LWS}.{NAMESPACE}:2222"]
     assert "waits up to 600 s for the workers" in plan["description"]
 
@@ -458,8 +498,14 @@ def test_only_workers_get_a_writable_sshd_run_folder(base: Objects) -> None:
 
 @pytest.mark.parametrize("exit_timeout", [30, 60, 300])
 def test_grace_period_covers_the_drain_and_workers_outlive_the_leaders_drain(exit_timeout: int) -> None:
-    objects = render(sets=[*BASE, f"triton.exitTimeoutSeconds={exit_timeout}", "triton.preStopSeconds=15",
-                           "triton.drainTimeoutSeconds=40"])
+    objects = render(
+        sets=[
+            *BASE,
+            f"triton.exitTimeoutSeconds={exit_timeout}",
+            "triton.preStopSeconds=15",
+            "triton.drainTimeoutSeconds=40",
+        ]
+    )
     for role in ("leader", "worker"):
         spec = _template(objects, role)["spec"]
         assert spec["terminationGracePeriodSeconds"] >= 15 + 40 + exit_timeout + 15
@@ -507,17 +553,23 @@ def test_leader_and_worker_pods_pass_every_checkov_check(tmp_path: Path) -> None
     # checkov does not know the LeaderWorkerSet kind: scan its pod templates as the Pods they become.
     for i, (files, sets) in enumerate(CASES):
         objects = render(files, sets)
-        pods = [{"apiVersion": "v1", "kind": "Pod",
-                 "metadata": {**_template(objects, role)["metadata"], "name": f"{LWS}-{role}", "namespace": NAMESPACE},
-                 "spec": _template(objects, role)["spec"]}
-                for role in ("leader", "worker")]
+        pods = [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {**_template(objects, role)["metadata"], "name": f"{LWS}-{role}", "namespace": NAMESPACE},
+                "spec": _template(objects, role)["spec"],
+            }
+            for role in ("leader", "worker")
+        ]
         others = [o for o in objects if o["kind"] != "LeaderWorkerSet"]
         case = tmp_path / f"case-{i:02d}"
         case.mkdir()
         (case / "manifests.yaml").write_text(yaml.safe_dump_all([*others, *pods], sort_keys=False))
     failed = _checkov(tmp_path)
-    by_case = [(CASE_IDS[int(Path(f["file_path"]).parent.name.split("-")[1])], f["check_id"], f["resource"])
-               for f in failed]
+    by_case = [
+        (CASE_IDS[int(Path(f["file_path"]).parent.name.split("-")[1])], f["check_id"], f["resource"]) for f in failed
+    ]
     assert by_case == []
 
 
@@ -539,17 +591,26 @@ def test_the_readmes_ssh_commands_create_the_four_keys_serve_expects(tmp_path: P
     bin_dir.mkdir()
     kubectl = bin_dir / "kubectl"
     # A stand-in for kubectl at the process boundary: it keeps the files it was given.
-    kubectl.write_text(f'#!/bin/sh\nfor a in "$@"; do case "$a" in --from-file=*) cp "${{a#--from-file=}}" {got}/;; esac; done\n'
-                       f'echo "$@" > {tmp_path}/kubectl-args\n')
+    kubectl.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do case "$a" in --from-file=*) cp "${{a#--from-file=}}" {got}/;; esac; done\n'
+        f'echo "$@" > {tmp_path}/kubectl-args\n'
+    )
     kubectl.chmod(0o755)
-    done = subprocess.run(["sh", "-euc", _readme_ssh_block()], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    done = subprocess.run(
+        ["sh", "-euc", _readme_ssh_block()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
     assert done.returncode == 0, done.stderr
     assert {p.name for p in got.iterdir()} == SSH_FILES
     assert (tmp_path / "kubectl-args").read_text().startswith("create secret generic llm-ssh ")
-    public = subprocess.run(["ssh-keygen", "-y", "-f", str(got / "id_ed25519")], capture_output=True, text=True,
-                            check=True).stdout.split()[:2]
+    public = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(got / "id_ed25519")], capture_output=True, text=True, check=True
+    ).stdout.split()[:2]
     assert (got / "authorized_keys").read_text().split()[:2] == public
-    host_public = subprocess.run(["ssh-keygen", "-y", "-f", str(got / "ssh_host_ed25519_key")], capture_output=True,
-                                 text=True, check=True).stdout.split()[:2]
+    host_public = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(got / "ssh_host_ed25519_key")], capture_output=True, text=True, check=True
+    ).stdout.split()[:2]
     assert (got / "known_hosts").read_text().split()[:3] == ["*", *host_public]

@@ -20,24 +20,18 @@ import pytest
 
 from llmprep import chart, gpu_fit
 from llmprep.errors import SpecError
-from tests.chart.conftest import (
-    CHART,
-    NAMESPACE,
-    RELEASE,
-    TUTORIAL_MULTINODE,
-    Objects,
-    ids,
-    render,
-    values_of,
-)
+from tests.chart.conftest import CHART, NAMESPACE, RELEASE, TUTORIAL_MULTINODE, Objects, ids, render, values_of
 from tests.chart.test_multinode import LWS, _dry_run
 from tests.conftest import TUTORIAL_VALUES
 
 TUTORIAL_BASE = TUTORIAL_VALUES / "multinode" / "values.yaml"
 SSH = ["multinode.ssh.existingSecret=llm-ssh"]
 TABLE = gpu_fit.chart_table(CHART)
-GROUPED = [p for p in TUTORIAL_MULTINODE
-           if (values_of([TUTORIAL_BASE, p])["model"].get("tensorrtLlm") or {}).get("parallelism", {}).get("tensor", 1) > 1]
+GROUPED = [
+    p
+    for p in TUTORIAL_MULTINODE
+    if (values_of([TUTORIAL_BASE, p])["model"].get("tensorrtLlm") or {}).get("parallelism", {}).get("tensor", 1) > 1
+]
 
 
 def _files(path: Path) -> list[Path]:
@@ -125,7 +119,7 @@ def test_a_tutorial_group_without_the_ssh_secret_is_refused_in_one_line_naming_i
 @pytest.mark.parametrize(
     ("sets", "pods", "per_pod"),
     [
-        (["multinode.gpusPerNode=4"], 2, 4),   # an explicit count wins over auto
+        (["multinode.gpusPerNode=4"], 2, 4),  # an explicit count wins over auto
         (["multinode.gpusPerNode=8"], 1, 8),
     ],
 )
@@ -137,8 +131,8 @@ def test_an_explicit_gpus_per_node_overrides_the_tutorial_layout(sets: list[str]
 @pytest.mark.parametrize(
     "sets",
     [
-        ["model.persistentVolumeClaim=llm-cache"],                      # gpu stays a list
-        ["gpu=NVIDIA-H100-80GB-HBM3"],                                  # a string, but no claim
+        ["model.persistentVolumeClaim=llm-cache"],  # gpu stays a list
+        ["gpu=NVIDIA-H100-80GB-HBM3"],  # a string, but no claim
     ],
     ids=["a list of products with a claim", "one product without a claim"],
 )

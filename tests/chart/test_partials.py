@@ -27,15 +27,29 @@ def defines(path: Path) -> list[str]:
 
 def test_helpers_tpl_keeps_only_names_labels_and_the_image() -> None:
     assert sorted(defines(TEMPLATES / "_helpers.tpl")) == sorted(
-        ["llmprep.name", "llmprep.fullname", "llmprep.chart", "llmprep.selectorLabels", "llmprep.extraLabels",
-         "llmprep.labels", "llmprep.image"])
+        [
+            "llmprep.name",
+            "llmprep.fullname",
+            "llmprep.chart",
+            "llmprep.selectorLabels",
+            "llmprep.extraLabels",
+            "llmprep.labels",
+            "llmprep.image",
+        ]
+    )
 
 
-@pytest.mark.parametrize(("partial", "helper"), [
-    ("_pod.tpl", "llmprep.podTemplate"), ("_pod.tpl", "llmprep.probes"), ("_multinode.tpl", "llmprep.groupSize"),
-    ("_autoscaling.tpl", "llmprep.podMatcher"), ("_autoscaling.tpl", "llmprep.alertLabels"),
-    ("_validate.tpl", "llmprep.validateMultinode"),
-])
+@pytest.mark.parametrize(
+    ("partial", "helper"),
+    [
+        ("_pod.tpl", "llmprep.podTemplate"),
+        ("_pod.tpl", "llmprep.probes"),
+        ("_multinode.tpl", "llmprep.groupSize"),
+        ("_autoscaling.tpl", "llmprep.podMatcher"),
+        ("_autoscaling.tpl", "llmprep.alertLabels"),
+        ("_validate.tpl", "llmprep.validateMultinode"),
+    ],
+)
 def test_each_helper_lives_in_the_partial_of_what_uses_it(partial: str, helper: str) -> None:
     assert helper in defines(TEMPLATES / partial)
 
@@ -50,16 +64,20 @@ def test_the_probes_are_written_once_for_serving_pods_and_workers() -> None:
     assert text.count("startupProbe") == 1 and text.count('include "llmprep.probes"') == 2
 
 
-@pytest.mark.parametrize(("helper", "argument"), [
-    ("llmprep.probes", "(list .)"),
-    ("llmprep.probes", '(list . "leader")'),
-    ("llmprep.volumeMounts", "."),
-    ("llmprep.monitoringOn", '(list . "podMonitor" "extra")'),
-    ("llmprep.alertLabels", '(list . "targetDown")'),
-    ("llmprep.podTemplate", '(dict "root" . "role" "master")'),
-])
-def test_a_helper_called_against_its_convention_fails_naming_how_to_call_it(tmp_path: Path, helper: str,
-                                                                             argument: str) -> None:
+@pytest.mark.parametrize(
+    ("helper", "argument"),
+    [
+        ("llmprep.probes", "(list .)"),
+        ("llmprep.probes", '(list . "leader")'),
+        ("llmprep.volumeMounts", "."),
+        ("llmprep.monitoringOn", '(list . "podMonitor" "extra")'),
+        ("llmprep.alertLabels", '(list . "targetDown")'),
+        ("llmprep.podTemplate", '(dict "root" . "role" "master")'),
+    ],
+)
+def test_a_helper_called_against_its_convention_fails_naming_how_to_call_it(
+    tmp_path: Path, helper: str, argument: str
+) -> None:
     copy = tmp_path / "chart"
     shutil.copytree(CHART, copy)
     (copy / "templates" / "zz-misuse.yaml").write_text(f'{{{{ include "{helper}" {argument} }}}}\n')
@@ -94,13 +112,16 @@ def test_the_named_patterns_are_written_once(name: str) -> None:
     assert json.dumps(SCHEMA).count(json.dumps(pattern)) == 1
 
 
-@pytest.mark.parametrize(("setting", "key"), [
-    ("triton.shmSize=4x", "triton.shmSize"),
-    ("monitoring.alerts.targetDown.for=soon", "monitoring.alerts.targetDown.for"),
-    ("kubernetes.priorityClassName=Not_A_Name", "kubernetes.priorityClassName"),
-    ("multinode.maxSurge=lots", "multinode.maxSurge"),
-    ("monitoring.alerts.atMaximum.bogus=1", "monitoring.alerts.atMaximum"),
-])
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("triton.shmSize=4x", "triton.shmSize"),
+        ("monitoring.alerts.targetDown.for=soon", "monitoring.alerts.targetDown.for"),
+        ("kubernetes.priorityClassName=Not_A_Name", "kubernetes.priorityClassName"),
+        ("multinode.maxSurge=lots", "multinode.maxSurge"),
+        ("monitoring.alerts.atMaximum.bogus=1", "monitoring.alerts.atMaximum"),
+    ],
+)
 def test_helm_refuses_a_bad_value_under_a_ref_naming_the_key(setting: str, key: str) -> None:
     with pytest.raises(SpecError) as caught:
         chart.render(values_of(sets=[setting]))

@@ -123,8 +123,18 @@ def test_strict_crd_schema_catches_a_misspelt_key(defaults: Objects) -> None:
 
 def test_only_objects_of_known_kinds_render(rendered: Objects) -> None:
     known = {
-        "ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
-        "PersistentVolumeClaim", "PodMonitor", "PrometheusRule", "ScaledObject", "Pod", "LeaderWorkerSet",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+        "PodMonitor",
+        "PrometheusRule",
+        "ScaledObject",
+        "Pod",
+        "LeaderWorkerSet",
     }
     assert {o["kind"] for o in rendered} <= known
 
@@ -178,12 +188,19 @@ def _schema_keys(schema: dict[str, Any], prefix: str = "") -> set[str]:
 def test_schema_of_the_model_section_accepts_exactly_the_specs_keys() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     ours = _schema_keys(schema["properties"]["model"])
-    spec_keys = _schema_keys_of_doc(parse_spec({"model": {"name": "gpt2", "tokenizer": "t", "pullSecret": "s",
-                                                          "persistentVolumeClaim": "p"}}).to_values()["model"])
+    spec_keys = _schema_keys_of_doc(
+        parse_spec(
+            {"model": {"name": "gpt2", "tokenizer": "t", "pullSecret": "s", "persistentVolumeClaim": "p"}}
+        ).to_values()["model"]
+    )
     # keys the spec reads but never writes back: the tutorials' enable and tokenizerType (both warn) and
     # the multi-node tutorial's conversion resources (the chart sizes the prepare container with them)
-    conversion = {"tensorrtLlm.conversion", "tensorrtLlm.conversion.cpu", "tensorrtLlm.conversion.gpu",
-                  "tensorrtLlm.conversion.memory"}
+    conversion = {
+        "tensorrtLlm.conversion",
+        "tensorrtLlm.conversion.cpu",
+        "tensorrtLlm.conversion.gpu",
+        "tensorrtLlm.conversion.memory",
+    }
     assert ours - spec_keys == {"tensorrtLlm.enable", "repository.tokenizerType", *conversion}
     assert spec_keys - ours == set()
 
@@ -246,7 +263,8 @@ def test_multi_sku_command_replaces_only_the_first_gpu_and_keeps_the_pool_label(
     pod = one(objects, "Deployment")["spec"]["template"]
     terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [
-        "NVIDIA-H100-SXM5-80GB", "NVIDIA-A100-SXM4-40GB"
+        "NVIDIA-H100-SXM5-80GB",
+        "NVIDIA-A100-SXM4-40GB",
     ]
     assert pod["metadata"]["labels"]["model"] == "llama-3-8b"
     assert not chart.find(objects, "Service")

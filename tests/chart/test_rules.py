@@ -30,9 +30,15 @@ STEP = 15  # seconds between input samples
 
 @pytest.fixture(scope="module")
 def groups() -> list[dict[str, Any]]:
-    return chart.rule_groups(render(sets=["autoscaling.metric.name=triton:queue_compute:ratio",
-                                          "autoscaling.metrics[0].name=trtllm:requests_waiting",
-                                          "autoscaling.metrics[0].value=2"]))
+    return chart.rule_groups(
+        render(
+            sets=[
+                "autoscaling.metric.name=triton:queue_compute:ratio",
+                "autoscaling.metrics[0].name=trtllm:requests_waiting",
+                "autoscaling.metrics[0].value=2",
+            ]
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +57,9 @@ def promtool_test(rules_file: Path, tests: list[dict[str, Any]]) -> None:
 
 
 def test_rules_pass_promtool_check(rules_file: Path) -> None:
-    done = subprocess.run([str(PROMTOOL), "check", "rules", str(rules_file)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [str(PROMTOOL), "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -85,8 +92,11 @@ def _triton_pod(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
     for kind, value in (("waiting", waiting), ("scheduled", active - waiting), ("active", active)):
         out.append(_series("nv_trt_llm_request_metrics", namespace, pod, f"{value}x40", request_type=kind, **trt))
     for kind, value in (("fraction", 0.25 * (j + 1)), ("used", 100), ("max", 400)):
-        out.append(_series("nv_trt_llm_kv_cache_block_metrics", namespace, pod, f"{value:g}x40",
-                           kv_cache_block_type=kind, **trt))
+        out.append(
+            _series(
+                "nv_trt_llm_kv_cache_block_metrics", namespace, pod, f"{value:g}x40", kv_cache_block_type=kind, **trt
+            )
+        )
     return out
 
 
@@ -111,31 +121,53 @@ def test_recording_rule_gives_one_series_per_pod_of_this_release(rules_file: Pat
         series += _triton_pod(NAMESPACE, pod, j)
     for j, (namespace, pod) in enumerate(OUTSIDERS):
         series += _triton_pod(namespace, pod, j)
-    expected = [{"labels": f'{signal}{{namespace="{NAMESPACE}",pod="{pod}"}}', "value": value}
-                for pod, value in zip(PODS, EXPECTED[signal], strict=True)]
-    promtool_test(rules_file, [{
-        "interval": f"{STEP}s",
-        "input_series": series,
-        "promql_expr_test": [{"expr": signal, "eval_time": "5m", "exp_samples": expected}],
-    }])
+    expected = [
+        {"labels": f'{signal}{{namespace="{NAMESPACE}",pod="{pod}"}}', "value": value}
+        for pod, value in zip(PODS, EXPECTED[signal], strict=True)
+    ]
+    promtool_test(
+        rules_file,
+        [
+            {
+                "interval": f"{STEP}s",
+                "input_series": series,
+                "promql_expr_test": [{"expr": signal, "eval_time": "5m", "exp_samples": expected}],
+            }
+        ],
+    )
 
 
 def test_duration_signals_are_zero_not_missing_when_a_pod_is_idle(rules_file: Path) -> None:
     idle = [
         _series(name, NAMESPACE, PODS[0], "0x40", model="ensemble", version="1")
-        for name in ("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
-                     "nv_inference_request_success", "nv_inference_request_duration_us")
+        for name in (
+            "nv_inference_queue_duration_us",
+            "nv_inference_compute_infer_duration_us",
+            "nv_inference_request_success",
+            "nv_inference_request_duration_us",
+        )
     ]
-    promtool_test(rules_file, [{
-        "interval": f"{STEP}s",
-        "input_series": idle,
-        "promql_expr_test": [
-            {"expr": signal, "eval_time": "5m",
-             "exp_samples": [{"labels": f'{signal}{{namespace="{NAMESPACE}",pod="{PODS[0]}"}}', "value": 0}]}
-            for signal in ("triton:queue_compute:ratio", "triton:request_duration:average",
-                           "triton:compute_duration:average")
+    promtool_test(
+        rules_file,
+        [
+            {
+                "interval": f"{STEP}s",
+                "input_series": idle,
+                "promql_expr_test": [
+                    {
+                        "expr": signal,
+                        "eval_time": "5m",
+                        "exp_samples": [{"labels": f'{signal}{{namespace="{NAMESPACE}",pod="{PODS[0]}"}}', "value": 0}],
+                    }
+                    for signal in (
+                        "triton:queue_compute:ratio",
+                        "triton:request_duration:average",
+                        "triton:compute_duration:average",
+                    )
+                ],
+            }
         ],
-    }])
+    )
 
 
 # --------------------------------------------------------------------------- alerts
@@ -165,8 +197,9 @@ def _expected_alert(rule: dict[str, Any], labels: dict[str, str], value: float |
 
 
 def _ready(pod: str, ready: int, minutes: int = 30) -> dict[str, str]:
-    return _series("kube_pod_status_ready", NAMESPACE, pod, f"{ready}x{minutes * 4}", condition="true",
-                   job="kube-state-metrics")
+    return _series(
+        "kube_pod_status_ready", NAMESPACE, pod, f"{ready}x{minutes * 4}", condition="true", job="kube-state-metrics"
+    )
 
 
 def _phase(pod: str, phase: str, minutes: int = 30) -> dict[str, str]:
@@ -178,32 +211,50 @@ def _signal(pod: str, values: str, name: str = "triton:queue_compute:ratio") -> 
 
 
 def _case(series: list[dict[str, str]], alertname: str, eval_time: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"interval": f"{STEP}s", "input_series": series,
-            "alert_rule_test": [{"eval_time": eval_time, "alertname": alertname, "exp_alerts": alerts}]}
+    return {
+        "interval": f"{STEP}s",
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": eval_time, "alertname": alertname, "exp_alerts": alerts}],
+    }
 
 
 def test_signal_missing_fires_for_a_ready_pod_without_the_series(rules_file: Path, groups: list[Any]) -> None:
     rule = _alert_rule(groups, "LlmprepAutoscalingSignalMissing", "triton:queue_compute:ratio")
     waiting = _alert_rule(groups, "LlmprepAutoscalingSignalMissing", "trtllm:requests_waiting")
-    series = [_ready(PODS[0], 1), _ready(PODS[1], 1), _signal(PODS[0], "1x120"),
-              _signal(PODS[0], "1x120", "trtllm:requests_waiting"), _signal(PODS[1], "1x120", "trtllm:requests_waiting")]
+    series = [
+        _ready(PODS[0], 1),
+        _ready(PODS[1], 1),
+        _signal(PODS[0], "1x120"),
+        _signal(PODS[0], "1x120", "trtllm:requests_waiting"),
+        _signal(PODS[1], "1x120", "trtllm:requests_waiting"),
+    ]
     labels = {"namespace": NAMESPACE, "pod": PODS[1]}
     assert waiting["labels"]["metric"] == "trtllm:requests_waiting"
-    promtool_test(rules_file, [
-        _case(series, "LlmprepAutoscalingSignalMissing", "10m", [_expected_alert(rule, labels)]),
-        # not yet: the alert waits `for` (5m) before firing
-        _case(series, "LlmprepAutoscalingSignalMissing", "3m", []),
-    ])
+    promtool_test(
+        rules_file,
+        [
+            _case(series, "LlmprepAutoscalingSignalMissing", "10m", [_expected_alert(rule, labels)]),
+            # not yet: the alert waits `for` (5m) before firing
+            _case(series, "LlmprepAutoscalingSignalMissing", "3m", []),
+        ],
+    )
 
 
 def test_signal_missing_fires_when_the_series_goes_stale(rules_file: Path, groups: list[Any]) -> None:
     rule = _alert_rule(groups, "LlmprepAutoscalingSignalMissing", "triton:queue_compute:ratio")
     series = [_ready(PODS[0], 1), _signal(PODS[0], "1x20 stale"), _signal(PODS[0], "1x120", "trtllm:requests_waiting")]
-    promtool_test(rules_file, [
-        _case(series, "LlmprepAutoscalingSignalMissing", "4m", []),
-        _case(series, "LlmprepAutoscalingSignalMissing", "15m",
-              [_expected_alert(rule, {"namespace": NAMESPACE, "pod": PODS[0]})]),
-    ])
+    promtool_test(
+        rules_file,
+        [
+            _case(series, "LlmprepAutoscalingSignalMissing", "4m", []),
+            _case(
+                series,
+                "LlmprepAutoscalingSignalMissing",
+                "15m",
+                [_expected_alert(rule, {"namespace": NAMESPACE, "pod": PODS[0]})],
+            ),
+        ],
+    )
 
 
 def test_signal_missing_stays_quiet_for_pods_not_ready_or_of_other_releases(rules_file: Path) -> None:
@@ -213,13 +264,22 @@ def test_signal_missing_stays_quiet_for_pods_not_ready_or_of_other_releases(rule
 
 def test_target_down_fires_only_for_the_pod_that_does_not_answer(rules_file: Path, groups: list[Any]) -> None:
     rule = _alert_rule(groups, "LlmprepTritonTargetDown")
-    series = [_series("up", NAMESPACE, PODS[0], "1x40", job=f"{NAMESPACE}/{RELEASE}"),
-              _series("up", NAMESPACE, PODS[1], "1x4 0x36", job=f"{NAMESPACE}/{RELEASE}")]
-    promtool_test(rules_file, [
-        _case(series, "LlmprepTritonTargetDown", "5m", [_expected_alert(rule, {"namespace": NAMESPACE,
-                                                                             "pod": PODS[1]})]),
-        _case(series, "LlmprepTritonTargetDown", "1m30s", []),
-    ])
+    series = [
+        _series("up", NAMESPACE, PODS[0], "1x40", job=f"{NAMESPACE}/{RELEASE}"),
+        _series("up", NAMESPACE, PODS[1], "1x4 0x36", job=f"{NAMESPACE}/{RELEASE}"),
+    ]
+    promtool_test(
+        rules_file,
+        [
+            _case(
+                series,
+                "LlmprepTritonTargetDown",
+                "5m",
+                [_expected_alert(rule, {"namespace": NAMESPACE, "pod": PODS[1]})],
+            ),
+            _case(series, "LlmprepTritonTargetDown", "1m30s", []),
+        ],
+    )
 
 
 def _hpa(current: int, maximum: int = 4) -> list[dict[str, str]]:
@@ -241,46 +301,82 @@ def test_scaling_at_maximum_fires_only_at_the_maximum_while_the_signal_stays_abo
     rule = _alert_rule(groups, "LlmprepScalingAtMaximum", "triton:queue_compute:ratio")
     series = [*_hpa(replicas), _signal(PODS[0], f"{signal}x120"), _signal(PODS[1], f"{signal}x120")]
     alerts = [_expected_alert(rule, {"namespace": NAMESPACE})] if fires else []
-    promtool_test(rules_file, [
-        _case(series, "LlmprepScalingAtMaximum", "20m", alerts),
-        _case(series, "LlmprepScalingAtMaximum", "10m", []),  # `for` is 15m
-    ])
+    promtool_test(
+        rules_file,
+        [
+            _case(series, "LlmprepScalingAtMaximum", "20m", alerts),
+            _case(series, "LlmprepScalingAtMaximum", "10m", []),  # `for` is 15m
+        ],
+    )
 
 
 def test_model_not_ready_fires_for_a_running_pod_that_never_becomes_ready(rules_file: Path, groups: list[Any]) -> None:
     rule = _alert_rule(groups, "LlmprepModelNotReady")
-    series = [_ready(PODS[0], 1), _phase(PODS[0], "Running"),
-              _ready(PODS[1], 0), _phase(PODS[1], "Running"),
-              _ready("gpt2-7d9c5-zzzzz", 0), _phase("gpt2-7d9c5-zzzzz", "Pending")]  # still in its init container
-    promtool_test(rules_file, [
-        _case(series, "LlmprepModelNotReady", "15m", [_expected_alert(rule, {"namespace": NAMESPACE,
-                                                                           "pod": PODS[1]})]),
-        _case(series, "LlmprepModelNotReady", "5m", []),
-    ])
+    series = [
+        _ready(PODS[0], 1),
+        _phase(PODS[0], "Running"),
+        _ready(PODS[1], 0),
+        _phase(PODS[1], "Running"),
+        _ready("gpt2-7d9c5-zzzzz", 0),
+        _phase("gpt2-7d9c5-zzzzz", "Pending"),
+    ]  # still in its init container
+    promtool_test(
+        rules_file,
+        [
+            _case(
+                series, "LlmprepModelNotReady", "15m", [_expected_alert(rule, {"namespace": NAMESPACE, "pod": PODS[1]})]
+            ),
+            _case(series, "LlmprepModelNotReady", "5m", []),
+        ],
+    )
 
 
 def test_request_failure_ratio_fires_for_the_failing_model_only(rules_file: Path, groups: list[Any]) -> None:
     rule = _alert_rule(groups, "LlmprepRequestFailureRatioHigh")
     series = [
         _series("nv_inference_request_success", NAMESPACE, PODS[0], _counter(9, 20), model="ensemble", version="1"),
-        _series("nv_inference_request_failure", NAMESPACE, PODS[0], _counter(1, 20), model="ensemble", version="1",
-                reason="REJECTED"),
-        _series("nv_inference_request_success", NAMESPACE, PODS[0], _counter(999, 20), model="preprocessing",
-                version="1"),
-        _series("nv_inference_request_failure", NAMESPACE, PODS[0], _counter(1, 20), model="preprocessing",
-                version="1", reason="BACKEND"),
+        _series(
+            "nv_inference_request_failure",
+            NAMESPACE,
+            PODS[0],
+            _counter(1, 20),
+            model="ensemble",
+            version="1",
+            reason="REJECTED",
+        ),
+        _series(
+            "nv_inference_request_success", NAMESPACE, PODS[0], _counter(999, 20), model="preprocessing", version="1"
+        ),
+        _series(
+            "nv_inference_request_failure",
+            NAMESPACE,
+            PODS[0],
+            _counter(1, 20),
+            model="preprocessing",
+            version="1",
+            reason="BACKEND",
+        ),
     ]
     labels = {"namespace": NAMESPACE, "model": "ensemble"}
-    promtool_test(rules_file, [
-        _case(series, "LlmprepRequestFailureRatioHigh", "10m", [_expected_alert(rule, labels, value=0.1)]),
-        _case(series, "LlmprepRequestFailureRatioHigh", "3m", []),
-    ])
+    promtool_test(
+        rules_file,
+        [
+            _case(series, "LlmprepRequestFailureRatioHigh", "10m", [_expected_alert(rule, labels, value=0.1)]),
+            _case(series, "LlmprepRequestFailureRatioHigh", "3m", []),
+        ],
+    )
 
 
 def test_alert_thresholds_and_durations_come_from_values(tmp_path: Path) -> None:
-    groups = chart.rule_groups(render(sets=["monitoring.alerts.requestFailures.ratio=0.2",
-                                            "monitoring.alerts.atMaximum.for=30m",
-                                            "monitoring.alerts.labels.team=inference"]))
+    groups = chart.rule_groups(
+        render(
+            sets=[
+                "monitoring.alerts.requestFailures.ratio=0.2",
+                "monitoring.alerts.atMaximum.for=30m",
+                "monitoring.alerts.labels.team=inference",
+            ]
+        )
+    )
     failure = _alert_rule(groups, "LlmprepRequestFailureRatioHigh")
     assert failure["expr"].rstrip().endswith("> 0.2") and failure["labels"]["team"] == "inference"
     assert _alert_rule(groups, "LlmprepScalingAtMaximum")["for"] == "30m"
@@ -289,15 +385,25 @@ def test_alert_thresholds_and_durations_come_from_values(tmp_path: Path) -> None
 def test_every_alert_carries_a_runbook(groups: list[Any]) -> None:
     alerts = [r for g in groups for r in g["rules"] if "alert" in r]
     assert {r["alert"] for r in alerts} == {
-        "LlmprepAutoscalingSignalMissing", "LlmprepTritonTargetDown", "LlmprepScalingAtMaximum",
-        "LlmprepModelNotReady", "LlmprepRequestFailureRatioHigh",
+        "LlmprepAutoscalingSignalMissing",
+        "LlmprepTritonTargetDown",
+        "LlmprepScalingAtMaximum",
+        "LlmprepModelNotReady",
+        "LlmprepRequestFailureRatioHigh",
     }
     assert all(len(r["annotations"]["runbook"]) > 80 for r in alerts)
 
 
 def test_alerts_can_be_switched_off_and_window_and_interval_are_values() -> None:
-    groups = chart.rule_groups(render(sets=["monitoring.alerts.enabled=false", "monitoring.prometheusRule.window=2m",
-                                            "monitoring.prometheusRule.interval=15s"]))
+    groups = chart.rule_groups(
+        render(
+            sets=[
+                "monitoring.alerts.enabled=false",
+                "monitoring.prometheusRule.window=2m",
+                "monitoring.prometheusRule.interval=15s",
+            ]
+        )
+    )
     assert [g["name"] for g in groups] == [f"{RELEASE}.signals"]
     assert groups[0]["interval"] == "15s"
     assert all("[2m]" in r["expr"] for r in groups[0]["rules"] if "rate(" in r["expr"])

@@ -19,13 +19,20 @@ from tests.chart.conftest import NAMESPACE, RELEASE, one, render, values_of
 KEDA_ZERO = ["autoscaling.engine=keda", "autoscaling.replicas.minimum=0"]
 # The KEDA HTTP add-on's trigger (kedacore/http-add-on docs/walkthrough.md, "Integrating HTTP
 # Add-On Scaler with other KEDA scalers") and a gateway-side Prometheus trigger.
-HTTP_ADDON: dict[str, Any] = {"type": "external-push",
-                              "metadata": {"httpScaledObject": "gpt2-http",
-                                           "scalerAddress": "keda-http-add-on-external-scaler.keda:9090"}}
-GATEWAY: dict[str, Any] = {"type": "prometheus", "name": "wake-on-requests",
-                           "metadata": {"serverAddress": "http://prometheus.monitoring:9090",
-                                        "query": 'sum(rate(gateway_requests_total{route="gpt2"}[1m]))',
-                                        "threshold": "100", "activationThreshold": "0"}}
+HTTP_ADDON: dict[str, Any] = {
+    "type": "external-push",
+    "metadata": {"httpScaledObject": "gpt2-http", "scalerAddress": "keda-http-add-on-external-scaler.keda:9090"},
+}
+GATEWAY: dict[str, Any] = {
+    "type": "prometheus",
+    "name": "wake-on-requests",
+    "metadata": {
+        "serverAddress": "http://prometheus.monitoring:9090",
+        "query": 'sum(rate(gateway_requests_total{route="gpt2"}[1m]))',
+        "threshold": "100",
+        "activationThreshold": "0",
+    },
+}
 
 
 def _with_triggers(triggers: list[dict[str, Any]], sets: list[str] = KEDA_ZERO) -> dict[str, Any]:
@@ -40,9 +47,11 @@ def _notes(values: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize(
     "sets",
-    [["autoscaling.replicas.minimum=0"],                                   # the HPA engine
-     ["autoscaling.replicas.minimum=0", "autoscaling.enable=false"],       # fixed replicas
-     [*KEDA_ZERO, "autoscaling.enable=false"]],                           # keda named, but off
+    [
+        ["autoscaling.replicas.minimum=0"],  # the HPA engine
+        ["autoscaling.replicas.minimum=0", "autoscaling.enable=false"],  # fixed replicas
+        [*KEDA_ZERO, "autoscaling.enable=false"],
+    ],  # keda named, but off
     ids=["hpa", "autoscaling off", "keda but autoscaling off"],
 )
 def test_zero_replicas_without_keda_is_refused_in_one_line_naming_the_key_and_the_fix(sets: list[str]) -> None:
@@ -69,8 +78,9 @@ def test_extra_triggers_are_rendered_with_a_minimum_of_one_too() -> None:
     assert one(objects, "ScaledObject")["spec"]["triggers"][-1] == GATEWAY
 
 
-@pytest.mark.parametrize("bad", [["not-a-trigger"], {"type": "prometheus"}, "external-push"],
-                         ids=["a list of strings", "a map", "a string"])
+@pytest.mark.parametrize(
+    "bad", [["not-a-trigger"], {"type": "prometheus"}, "external-push"], ids=["a list of strings", "a map", "a string"]
+)
 def test_extra_triggers_must_be_a_list_of_objects(bad: Any) -> None:
     values = values_of(sets=KEDA_ZERO)
     values["autoscaling"]["keda"] = {"extraTriggers": bad}

@@ -38,8 +38,14 @@ def _metric_names(objects: list[dict[str, Any]]) -> list[str]:
         ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], ["autoscaling.metric.name="], PROVEN),
         ([], ["autoscaling.metric.name=triton:queue_compute:ratio"], [RATIO, *PROVEN]),
     ],
-    ids=["defaults", "keda", "the tutorials' values.yaml", "a tutorial file's target alone",
-         "a tutorial file with the name emptied", "the ratio by name"],
+    ids=[
+        "defaults",
+        "keda",
+        "the tutorials' values.yaml",
+        "a tutorial file's target alone",
+        "a tutorial file with the name emptied",
+        "the ratio by name",
+    ],
 )
 def test_the_defaults_scale_on_the_proven_signals_and_the_tutorials_ratio_only_when_asked(
     files: list[Path], sets: list[str], names: list[str]
@@ -51,10 +57,16 @@ def test_the_defaults_scale_on_the_proven_signals_and_the_tutorials_ratio_only_w
     ("sets", "expected", "absent"),
     [
         ([], ["recorded but not scaled on"], ["paired with", "Warning: no proven signal"]),
-        (["autoscaling.metric.name=triton:queue_compute:ratio"], ["failed the signals proof", "paired with the proven"],
-         ["Warning: no proven signal", "recorded but not scaled on"]),
-        (["autoscaling.metric.name=triton:queue_compute:ratio", "autoscaling.metrics=null"],
-         ["failed the signals proof", "Warning: no proven signal"], ["paired with"]),
+        (
+            ["autoscaling.metric.name=triton:queue_compute:ratio"],
+            ["failed the signals proof", "paired with the proven"],
+            ["Warning: no proven signal", "recorded but not scaled on"],
+        ),
+        (
+            ["autoscaling.metric.name=triton:queue_compute:ratio", "autoscaling.metrics=null"],
+            ["failed the signals proof", "Warning: no proven signal"],
+            ["paired with"],
+        ),
     ],
     ids=["defaults", "the ratio paired", "the ratio alone"],
 )
@@ -71,23 +83,48 @@ def test_notes_say_whether_the_ratio_failed_the_proof_and_what_it_is_paired_with
         (["model.tensorrtLlm.runtime=pytorch"], PYTORCH),
         (["model.tensorrtLlm.runtime=pytorch", "autoscaling.engine=keda"], PYTORCH),
         (["model.tensorrtLlm.runtime=engine"], PROVEN),
-        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metric.name=triton:queue_compute:ratio"], [RATIO, *PYTORCH]),
-        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metric.name=triton:queue_compute:ratio",
-          "autoscaling.metrics=null"], [RATIO]),
-        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metrics[0].name=trtllm:requests_in_engine",
-          "autoscaling.metrics[0].value=3"], ["trtllm:requests_in_engine"]),
+        (
+            ["model.tensorrtLlm.runtime=pytorch", "autoscaling.metric.name=triton:queue_compute:ratio"],
+            [RATIO, *PYTORCH],
+        ),
+        (
+            [
+                "model.tensorrtLlm.runtime=pytorch",
+                "autoscaling.metric.name=triton:queue_compute:ratio",
+                "autoscaling.metrics=null",
+            ],
+            [RATIO],
+        ),
+        (
+            [
+                "model.tensorrtLlm.runtime=pytorch",
+                "autoscaling.metrics[0].name=trtllm:requests_in_engine",
+                "autoscaling.metrics[0].value=3",
+            ],
+            ["trtllm:requests_in_engine"],
+        ),
     ],
-    ids=["pytorch", "pytorch with keda", "engine", "pytorch with the ratio", "the ratio alone on pytorch",
-         "a list of one's own replaces the defaults"],
+    ids=[
+        "pytorch",
+        "pytorch with keda",
+        "engine",
+        "pytorch with the ratio",
+        "the ratio alone on pytorch",
+        "a list of one's own replaces the defaults",
+    ],
 )
-def test_the_default_inputs_follow_the_runtime_and_a_list_or_null_replaces_them(sets: list[str], names: list[str]) -> None:
+def test_the_default_inputs_follow_the_runtime_and_a_list_or_null_replaces_them(
+    sets: list[str], names: list[str]
+) -> None:
     assert _metric_names(render([], sets)) == names
 
 
 def test_the_pytorch_defaults_target_two_requests_per_pod() -> None:
     hpa = one(render([], ["model.tensorrtLlm.runtime=pytorch"]), "HorizontalPodAutoscaler")
     assert [(m["pods"]["metric"]["name"], m["pods"]["target"]["averageValue"]) for m in hpa["spec"]["metrics"]] == [
-        ("trtllm:requests_queued", "2"), ("trtllm:requests_waiting", "2")]
+        ("trtllm:requests_queued", "2"),
+        ("trtllm:requests_waiting", "2"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -95,10 +132,20 @@ def test_the_pytorch_defaults_target_two_requests_per_pod() -> None:
     [
         ([], ["No input is proven for the engine runtime"], ["Not set: trtllm:requests_queued"]),
         (["model.tensorrtLlm.runtime=pytorch"], [], ["No input is proven", "Not set: trtllm:requests_queued"]),
-        (["model.tensorrtLlm.runtime=pytorch", "autoscaling.metrics[0].name=trtllm:requests_waiting",
-          "autoscaling.metrics[0].value=2"], ["Not set: trtllm:requests_queued"], ["No input is proven"]),
-        (["autoscaling.metrics[0].name=trtllm:requests_queued", "autoscaling.metrics[0].value=2"],
-         ["No input is proven for the engine runtime", "a series only on llmprep's stand-in"], []),
+        (
+            [
+                "model.tensorrtLlm.runtime=pytorch",
+                "autoscaling.metrics[0].name=trtllm:requests_waiting",
+                "autoscaling.metrics[0].value=2",
+            ],
+            ["Not set: trtllm:requests_queued"],
+            ["No input is proven"],
+        ),
+        (
+            ["autoscaling.metrics[0].name=trtllm:requests_queued", "autoscaling.metrics[0].value=2"],
+            ["No input is proven for the engine runtime", "a series only on llmprep's stand-in"],
+            [],
+        ),
     ],
     ids=["engine defaults", "pytorch defaults", "pytorch without the queue", "the queue on the engine runtime"],
 )

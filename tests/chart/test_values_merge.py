@@ -121,7 +121,9 @@ def test_missing_values_file_is_a_usage_error(tmp_path: Path) -> None:
 
 _key = st.sampled_from(["a", "b", "gpu", "model"])
 _SCALARS = ["1", "0", "true", "False", "null", "x", "012", "-3", "1500m", "a b", "+4", "1.5"]
-_list_value = st.lists(st.sampled_from(["1", "x", "true"]), min_size=1, max_size=3).map(lambda v: "{" + ",".join(v) + "}")
+_list_value = st.lists(st.sampled_from(["1", "x", "true"]), min_size=1, max_size=3).map(
+    lambda v: "{" + ",".join(v) + "}"
+)
 
 
 @st.composite

@@ -25,21 +25,24 @@ def _gpu_products(objects: Objects) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("tensor", "pipeline", "gpus"),
-    [(1, 1, "1"), (2, 1, "2"), (4, 1, "4"), (2, 2, "4"), (8, 2, "16")],
+    ("tensor", "pipeline", "gpus"), [(1, 1, "1"), (2, 1, "2"), (4, 1, "4"), (2, 2, "4"), (8, 2, "16")]
 )
 def test_gpus_per_pod_are_tensor_times_pipeline_on_both_containers(tensor: int, pipeline: int, gpus: str) -> None:
     # A 16-GPU node keeps 16 GPUs in one pod (more than multinode.gpusPerNode would make a LeaderWorkerSet).
-    objects = render(sets=[f"model.tensorrtLlm.parallelism.tensor={tensor}",
-                           f"model.tensorrtLlm.parallelism.pipeline={pipeline}", "multinode.gpusPerNode=16"])
+    objects = render(
+        sets=[
+            f"model.tensorrtLlm.parallelism.tensor={tensor}",
+            f"model.tensorrtLlm.parallelism.pipeline={pipeline}",
+            "multinode.gpusPerNode=16",
+        ]
+    )
     for name in ("prepare", "triton"):
         resources = container(objects, name)["resources"]
         assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == gpus
 
 
 @pytest.mark.parametrize(
-    ("tensor", "cpu", "memory"),
-    [(1, "4", "32Gi"), (2, "4", "32Gi"), (4, "4", "32Gi"), (8, "8", "64Gi")],
+    ("tensor", "cpu", "memory"), [(1, "4", "32Gi"), (2, "4", "32Gi"), (4, "4", "32Gi"), (8, "8", "64Gi")]
 )
 def test_triton_resources_default_to_the_tutorials_formula(tensor: int, cpu: str, memory: str) -> None:
     resources = container(render(sets=[f"model.tensorrtLlm.parallelism.tensor={tensor}"]))["resources"]
@@ -73,8 +76,13 @@ def test_node_affinity_lists_every_gpu_sku(sets: list[str], products: list[str])
 
 def test_gpu_toleration_comes_first_then_the_users(defaults: Objects) -> None:
     extra = {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
-    objects = render(sets=["kubernetes.tolerations[0].key=dedicated", "kubernetes.tolerations[0].operator=Exists",
-                           "kubernetes.tolerations[0].effect=NoSchedule"])
+    objects = render(
+        sets=[
+            "kubernetes.tolerations[0].key=dedicated",
+            "kubernetes.tolerations[0].operator=Exists",
+            "kubernetes.tolerations[0].effect=NoSchedule",
+        ]
+    )
     tolerations = _pod(objects)["spec"]["tolerations"]
     gpu = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     assert tolerations == [gpu, extra]
@@ -95,8 +103,11 @@ def test_no_service_removes_the_service_and_keeps_the_pool_labels(sets: list[str
 
 def test_service_exposes_http_grpc_and_metrics_and_selects_the_pods(defaults: Objects) -> None:
     service = one(defaults, "Service")
-    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("http", 8000), ("grpc", 8001),
-                                                                           ("metrics", 8002)]
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [
+        ("http", 8000),
+        ("grpc", 8001),
+        ("metrics", 8002),
+    ]
     labels = _pod(defaults)["metadata"]["labels"]
     assert all(labels[k] == v for k, v in service["spec"]["selector"].items())
 
@@ -114,16 +125,39 @@ def _hpa_metrics(objects: Objects) -> list[tuple[str, str]]:
     [
         # The signals the lab proved (docs/signals.md); the tutorials' ratio only where a values file asks.
         ([], [], PROVEN),
-        ([TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"], [],
-         [("triton:queue_compute:ratio", "1500m"), *PROVEN]),
-        ([TUTORIAL_VALUES / "single" / "llama-3-70b-instruct_values.yaml"], [],
-         [("triton:queue_compute:ratio", "3500m"), *PROVEN]),
-        ([], ["autoscaling.metric.name=triton:request_duration:average", "autoscaling.metric.value=250000"],
-         [("triton:request_duration:average", "250000"), *PROVEN]),
-        ([], ["autoscaling.metric.name=triton:queue_compute:ratio", "autoscaling.metrics[0].name=trtllm:requests_waiting",
-              "autoscaling.metrics[0].value=2"], [("triton:queue_compute:ratio", "1000m"), ("trtllm:requests_waiting", "2")]),
-        ([], ["autoscaling.metric.name=", "autoscaling.metrics[0].name=trtllm:kv_cache:utilization",
-              "autoscaling.metrics[0].value=800m"], [("trtllm:kv_cache:utilization", "800m")]),
+        (
+            [TUTORIAL_VALUES / "single" / "llama-2-7b-chat_values.yaml"],
+            [],
+            [("triton:queue_compute:ratio", "1500m"), *PROVEN],
+        ),
+        (
+            [TUTORIAL_VALUES / "single" / "llama-3-70b-instruct_values.yaml"],
+            [],
+            [("triton:queue_compute:ratio", "3500m"), *PROVEN],
+        ),
+        (
+            [],
+            ["autoscaling.metric.name=triton:request_duration:average", "autoscaling.metric.value=250000"],
+            [("triton:request_duration:average", "250000"), *PROVEN],
+        ),
+        (
+            [],
+            [
+                "autoscaling.metric.name=triton:queue_compute:ratio",
+                "autoscaling.metrics[0].name=trtllm:requests_waiting",
+                "autoscaling.metrics[0].value=2",
+            ],
+            [("triton:queue_compute:ratio", "1000m"), ("trtllm:requests_waiting", "2")],
+        ),
+        (
+            [],
+            [
+                "autoscaling.metric.name=",
+                "autoscaling.metrics[0].name=trtllm:kv_cache:utilization",
+                "autoscaling.metrics[0].value=800m",
+            ],
+            [("trtllm:kv_cache:utilization", "800m")],
+        ),
     ],
     ids=["default", "1500m from a tutorial file", "3500m", "another single metric", "several", "list only"],
 )
@@ -137,24 +171,42 @@ def test_hpa_reads_the_named_metrics_and_targets(files: list[Any], sets: list[st
 @pytest.mark.parametrize(
     ("sets", "behavior"),
     [
-        ([], {"scaleDown": {"stabilizationWindowSeconds": 120,
-                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}),
+        (
+            [],
+            {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 120,
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                }
+            },
+        ),
         (["autoscaling.behavior=null"], None),
     ],
     ids=["a 120 s window, one pod a minute by default", "null: Kubernetes' defaults"],
 )
-def test_hpa_behavior_defaults_to_removing_one_pod_a_minute_after_a_shorter_window(sets: list[str], behavior: Any) -> None:
+def test_hpa_behavior_defaults_to_removing_one_pod_a_minute_after_a_shorter_window(
+    sets: list[str], behavior: Any
+) -> None:
     assert one(render(sets=sets), "HorizontalPodAutoscaler")["spec"].get("behavior") == behavior
 
 
 def test_hpa_replicas_and_behavior_pass_through() -> None:
-    objects = render(sets=["autoscaling.replicas.minimum=2", "autoscaling.replicas.maximum=9",
-                           "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600"])
+    objects = render(
+        sets=[
+            "autoscaling.replicas.minimum=2",
+            "autoscaling.replicas.maximum=9",
+            "autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600",
+        ]
+    )
     spec = one(objects, "HorizontalPodAutoscaler")["spec"]
     assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 9)
     # Helm merges maps: the chart's one-pod-a-minute policy stays beside the user's window.
-    assert spec["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 600,
-                                              "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
+    assert spec["behavior"] == {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 600,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        }
+    }
     assert "replicas" not in one(objects, "Deployment")["spec"]
 
 
@@ -165,9 +217,15 @@ def test_autoscaling_off_fixes_the_replicas_at_the_minimum() -> None:
 
 
 def test_keda_engine_renders_a_scaled_object_instead_of_the_hpa() -> None:
-    objects = render(sets=["autoscaling.engine=keda", "autoscaling.metric.value=1500m",
-                           "autoscaling.metrics[0].name=trtllm:requests_waiting", "autoscaling.metrics[0].value=2",
-                           "autoscaling.behavior.scaleUp.stabilizationWindowSeconds=0"])
+    objects = render(
+        sets=[
+            "autoscaling.engine=keda",
+            "autoscaling.metric.value=1500m",
+            "autoscaling.metrics[0].name=trtllm:requests_waiting",
+            "autoscaling.metrics[0].value=2",
+            "autoscaling.behavior.scaleUp.stabilizationWindowSeconds=0",
+        ]
+    )
     assert not chart.find(objects, "HorizontalPodAutoscaler")
     scaled = one(objects, "ScaledObject")
     spec = scaled["spec"]
@@ -176,10 +234,14 @@ def test_keda_engine_renders_a_scaled_object_instead_of_the_hpa() -> None:
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 4)
     assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == {
         "scaleUp": {"stabilizationWindowSeconds": 0},
-        "scaleDown": {"stabilizationWindowSeconds": 120, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+        "scaleDown": {
+            "stabilizationWindowSeconds": 120,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        },
     }
-    triggers = [(t["type"], t["metricType"], t["metadata"]["query"], t["metadata"]["threshold"])
-                for t in spec["triggers"]]
+    triggers = [
+        (t["type"], t["metricType"], t["metadata"]["query"], t["metadata"]["threshold"]) for t in spec["triggers"]
+    ]
     selector = 'namespace="llm",pod=~"gpt2-[a-z0-9]+-[a-z0-9]+"'
     assert triggers == [
         ("prometheus", "AverageValue", f"sum(triton:queue_compute:ratio{{{selector}}})", "1.5"),
@@ -195,12 +257,21 @@ def _cache_volume(objects: Objects) -> dict[str, Any]:
     ("sets", "volume", "claims"),
     [
         ([], {"name": "cache", "hostPath": {"path": "/triton", "type": "DirectoryOrCreate"}}, []),
-        (["kubernetes.hostRootPath=/mnt/llm"], {"name": "cache", "hostPath": {"path": "/mnt/llm",
-                                                                               "type": "DirectoryOrCreate"}}, []),
-        (["model.persistentVolumeClaim=nfs-claim"], {"name": "cache", "persistentVolumeClaim": {"claimName":
-                                                                                               "nfs-claim"}}, []),
-        (["cache.persistentVolumeClaim.create=true", "cache.persistentVolumeClaim.storageClass=efs"],
-         {"name": "cache", "persistentVolumeClaim": {"claimName": "gpt2-cache"}}, ["gpt2-cache"]),
+        (
+            ["kubernetes.hostRootPath=/mnt/llm"],
+            {"name": "cache", "hostPath": {"path": "/mnt/llm", "type": "DirectoryOrCreate"}},
+            [],
+        ),
+        (
+            ["model.persistentVolumeClaim=nfs-claim"],
+            {"name": "cache", "persistentVolumeClaim": {"claimName": "nfs-claim"}},
+            [],
+        ),
+        (
+            ["cache.persistentVolumeClaim.create=true", "cache.persistentVolumeClaim.storageClass=efs"],
+            {"name": "cache", "persistentVolumeClaim": {"claimName": "gpt2-cache"}},
+            ["gpt2-cache"],
+        ),
     ],
     ids=["host path", "other host path", "existing claim", "created claim"],
 )
@@ -213,8 +284,13 @@ def test_cache_modes(sets: list[str], volume: dict[str, Any], claims: list[str])
 
 
 def test_created_claim_uses_the_storage_class_size_and_is_kept_on_uninstall() -> None:
-    objects = render(sets=["cache.persistentVolumeClaim.create=true", "cache.persistentVolumeClaim.storageClass=efs",
-                           "cache.persistentVolumeClaim.size=500Gi"])
+    objects = render(
+        sets=[
+            "cache.persistentVolumeClaim.create=true",
+            "cache.persistentVolumeClaim.storageClass=efs",
+            "cache.persistentVolumeClaim.size=500Gi",
+        ]
+    )
     claim = one(objects, "PersistentVolumeClaim")
     assert claim["spec"]["storageClassName"] == "efs"
     assert claim["spec"]["resources"]["requests"]["storage"] == "500Gi"
@@ -241,8 +317,19 @@ def test_a_changed_model_spec_changes_the_pod_checksum() -> None:
     ("pull_secret", "prepare_args"),
     [
         (None, ["llmprep", "prepare", "--spec", "/etc/llmprep/model.yaml", "--cache", "/cache"]),
-        ("hf-model-pull", ["llmprep", "prepare", "--spec", "/etc/llmprep/model.yaml", "--cache", "/cache",
-                           "--token-file", "/var/run/secrets/hf/password"]),
+        (
+            "hf-model-pull",
+            [
+                "llmprep",
+                "prepare",
+                "--spec",
+                "/etc/llmprep/model.yaml",
+                "--cache",
+                "/cache",
+                "--token-file",
+                "/var/run/secrets/hf/password",
+            ],
+        ),
     ],
 )
 def test_prepare_command_and_the_token_mounted_as_a_file(pull_secret: str | None, prepare_args: list[str]) -> None:
@@ -262,11 +349,26 @@ def test_prepare_command_and_the_token_mounted_as_a_file(pull_secret: str | None
 def test_serve_command_uses_the_fixed_ports_and_the_drain_timeout() -> None:
     triton = container(render(sets=["triton.exitTimeoutSeconds=120"]))
     assert triton["command"] == [
-        "llmprep", "serve", "--spec", "/etc/llmprep/model.yaml", "--cache", "/cache",
-        "--http-port", "8000", "--grpc-port", "8001", "--metrics-port", "8002", "--exit-timeout-secs", "120",
+        "llmprep",
+        "serve",
+        "--spec",
+        "/etc/llmprep/model.yaml",
+        "--cache",
+        "/cache",
+        "--http-port",
+        "8000",
+        "--grpc-port",
+        "8001",
+        "--metrics-port",
+        "8002",
+        "--exit-timeout-secs",
+        "120",
     ]
-    assert [(p["name"], p["containerPort"]) for p in triton["ports"]] == [("http", 8000), ("grpc", 8001),
-                                                                          ("metrics", 8002)]
+    assert [(p["name"], p["containerPort"]) for p in triton["ports"]] == [
+        ("http", 8000),
+        ("grpc", 8001),
+        ("metrics", 8002),
+    ]
 
 
 def test_probes_and_the_drain_fit_inside_the_grace_period(defaults: Objects) -> None:
@@ -284,10 +386,16 @@ def test_probes_and_the_drain_fit_inside_the_grace_period(defaults: Objects) -> 
 
 
 @pytest.mark.parametrize(("pre_stop", "drain", "exit_timeout"), [(0, 0, 0), (5, 300, 30), (30, 10, 600)])
-def test_the_grace_period_is_the_pause_plus_the_drain_plus_the_exit_timeout(pre_stop: int, drain: int,
-                                                                            exit_timeout: int) -> None:
-    objects = render(sets=[f"triton.preStopSeconds={pre_stop}", f"triton.drainTimeoutSeconds={drain}",
-                           f"triton.exitTimeoutSeconds={exit_timeout}"])
+def test_the_grace_period_is_the_pause_plus_the_drain_plus_the_exit_timeout(
+    pre_stop: int, drain: int, exit_timeout: int
+) -> None:
+    objects = render(
+        sets=[
+            f"triton.preStopSeconds={pre_stop}",
+            f"triton.drainTimeoutSeconds={drain}",
+            f"triton.exitTimeoutSeconds={exit_timeout}",
+        ]
+    )
     hook = container(objects)["lifecycle"]["preStop"]["exec"]["command"]
     assert hook[-4:] == ["--pause", str(pre_stop), "--timeout", str(drain)]
     assert _pod(objects)["spec"]["terminationGracePeriodSeconds"] == pre_stop + drain + exit_timeout + 15
@@ -333,8 +441,10 @@ def test_pull_secrets_and_service_account_pass_through() -> None:
     ],
 )
 def test_monitoring_switches(setting: str, api_versions: tuple[str, ...], rendered: bool) -> None:
-    objects = render(sets=[f"monitoring.podMonitor.enabled={setting}", f"monitoring.prometheusRule.enabled={setting}"],
-                     api_versions=api_versions)
+    objects = render(
+        sets=[f"monitoring.podMonitor.enabled={setting}", f"monitoring.prometheusRule.enabled={setting}"],
+        api_versions=api_versions,
+    )
     assert bool(chart.find(objects, "PodMonitor")) is rendered
     assert bool(chart.find(objects, "PrometheusRule")) is rendered
 

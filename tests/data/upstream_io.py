@@ -24,15 +24,58 @@ class Output(NamedTuple):
 
 V = "tensorrtllm_backend v0.19.0 "
 OUTPUTS: tuple[Output, ...] = (
-    Output("postprocessing", "OUTPUT", "[B*K]", "flat strings", V + "all_models/inflight_batcher_llm/postprocessing/1/model.py:152"),
-    Output("ensemble", "text_output", "[B*K]", "[0].decode()", V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:351"),
-    Output("tensorrt_llm_bls", "text_output", "[B*K]", "[0].decode()",
-           V + "all_models/inflight_batcher_llm/tensorrt_llm_bls/1/lib/triton_decoder.py:98 (not un-reshaped)"),
-    Output("ensemble", "batch_index", "[B, 1]", "[0][0]", V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:343"),
-    Output("ensemble", "arrival_time_ns", "[B, 1]", "[0][0]", V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:390"),
-    Output("tensorrt_llm", "output_ids", "[B, K, T]", "[0][0]", V + "inflight_batcher_llm/client/inflight_batcher_llm_client.py:256"),
-    Output("tensorrt_llm", "sequence_length", "[B, K]", "[0][0]", V + "inflight_batcher_llm/client/inflight_batcher_llm_client.py:254"),
-    Output("preprocessing", "INPUT_ID", "[B, T]", "row per request", V + "all_models/inflight_batcher_llm/preprocessing/1/model.py:368"),
+    Output(
+        "postprocessing",
+        "OUTPUT",
+        "[B*K]",
+        "flat strings",
+        V + "all_models/inflight_batcher_llm/postprocessing/1/model.py:152",
+    ),
+    Output(
+        "ensemble",
+        "text_output",
+        "[B*K]",
+        "[0].decode()",
+        V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:351",
+    ),
+    Output(
+        "tensorrt_llm_bls",
+        "text_output",
+        "[B*K]",
+        "[0].decode()",
+        V + "all_models/inflight_batcher_llm/tensorrt_llm_bls/1/lib/triton_decoder.py:98 (not un-reshaped)",
+    ),
+    Output(
+        "ensemble", "batch_index", "[B, 1]", "[0][0]", V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:343"
+    ),
+    Output(
+        "ensemble",
+        "arrival_time_ns",
+        "[B, 1]",
+        "[0][0]",
+        V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:390",
+    ),
+    Output(
+        "tensorrt_llm",
+        "output_ids",
+        "[B, K, T]",
+        "[0][0]",
+        V + "inflight_batcher_llm/client/inflight_batcher_llm_client.py:256",
+    ),
+    Output(
+        "tensorrt_llm",
+        "sequence_length",
+        "[B, K]",
+        "[0][0]",
+        V + "inflight_batcher_llm/client/inflight_batcher_llm_client.py:254",
+    ),
+    Output(
+        "preprocessing",
+        "INPUT_ID",
+        "[B, T]",
+        "row per request",
+        V + "all_models/inflight_batcher_llm/preprocessing/1/model.py:368",
+    ),
     Output("llmapi", "text_output", "[1]", "[0].decode()", V + "all_models/llmapi/tensorrt_llm/1/model.py:423"),
 )
 
@@ -61,10 +104,15 @@ MODELS: dict[tuple[str, str], Batching] = {
     ("inflight_batcher_llm", "ensemble"): Batching(True, None, False, _IB + "ensemble/config.pbtxt:29"),
     ("inflight_batcher_llm", "preprocessing"): Batching(True, None, True, _IB + "preprocessing/config.pbtxt:29,31"),
     ("inflight_batcher_llm", "postprocessing"): Batching(True, None, True, _IB + "postprocessing/config.pbtxt:29,30"),
-    ("inflight_batcher_llm", "tensorrt_llm"): Batching(True, "decoupled_mode", True, _IB + "tensorrt_llm/config.pbtxt:29,32,35"),
-    ("inflight_batcher_llm", "tensorrt_llm_bls"): Batching(True, "decoupled_mode", False,
-                                                          _IB + "tensorrt_llm_bls/config.pbtxt:29,32"),
-    ("llmapi", "tensorrt_llm"): Batching(False, "model.yaml", False, V + "all_models/llmapi/tensorrt_llm/1/model.yaml:20-21"),
+    ("inflight_batcher_llm", "tensorrt_llm"): Batching(
+        True, "decoupled_mode", True, _IB + "tensorrt_llm/config.pbtxt:29,32,35"
+    ),
+    ("inflight_batcher_llm", "tensorrt_llm_bls"): Batching(
+        True, "decoupled_mode", False, _IB + "tensorrt_llm_bls/config.pbtxt:29,32"
+    ),
+    ("llmapi", "tensorrt_llm"): Batching(
+        False, "model.yaml", False, V + "all_models/llmapi/tensorrt_llm/1/model.yaml:20-21"
+    ),
 }
 
 # Per input: `reshape` (upstream declares dims [1] and reshapes it to a scalar per request:
@@ -186,5 +234,7 @@ def _semantics(block: str, where: str) -> dict[tuple[str, str, str], Semantics]:
 # (layout, model, input) -> flags; the llmapi layout has no row.
 SEMANTICS: dict[tuple[str, str, str], Semantics] = {
     **_semantics(_SEMANTICS_V0_19, _IB + "{model}/config.pbtxt:{ref}"),
-    **_semantics(_ADDED_IN_1_2, "TensorRT-LLM {ref} triton_backend/all_models/inflight_batcher_llm/{model}/config.pbtxt"),
+    **_semantics(
+        _ADDED_IN_1_2, "TensorRT-LLM {ref} triton_backend/all_models/inflight_batcher_llm/{model}/config.pbtxt"
+    ),
 }

@@ -43,13 +43,16 @@ num_input_tokens TYPE_INT32 [1]
 num_output_tokens TYPE_INT32 [1]
 """
 
-_TEXT_OUTPUTS = """
+_TEXT_OUTPUTS = (
+    """
 text_output TYPE_STRING [-1]
 cum_log_probs TYPE_FP32 [-1]
 output_log_probs TYPE_FP32 [-1,-1]
 context_logits TYPE_FP32 [-1,-1]
 generation_logits TYPE_FP32 [-1,-1,-1]
-""" + _RESPONSE_EXTRAS
+"""
+    + _RESPONSE_EXTRAS
+)
 
 ENSEMBLE_INPUTS = """
 text_input TYPE_STRING [1]
@@ -195,7 +198,8 @@ lookahead_ngram_size? TYPE_INT32 [1]
 lookahead_verification_set_size? TYPE_INT32 [1]
 """
 
-TENSORRT_LLM_OUTPUTS = """
+TENSORRT_LLM_OUTPUTS = (
+    """
 output_ids TYPE_INT32 [-1,-1]
 sequence_length TYPE_INT32 [-1]
 cum_log_probs TYPE_FP32 [-1]
@@ -203,7 +207,9 @@ output_log_probs TYPE_FP32 [-1,-1]
 context_logits TYPE_FP32 [-1,-1]
 generation_logits TYPE_FP32 [-1,-1,-1]
 context_phase_params TYPE_UINT8 [-1]
-""" + _RESPONSE_EXTRAS
+"""
+    + _RESPONSE_EXTRAS
+)
 
 BLS_INPUTS = """
 text_input TYPE_STRING [1]
@@ -308,9 +314,7 @@ UPSTREAM: dict[str, dict[str, tuple[str, dict[str, Tensor], dict[str, Tensor]]]]
         ),
         "tensorrt_llm_bls": ("python", _parse(BLS_INPUTS), _parse(_TEXT_OUTPUTS)),
     },
-    "llmapi": {
-        "tensorrt_llm": ("python", _parse(LLMAPI_INPUTS), _parse(LLMAPI_OUTPUTS)),
-    },
+    "llmapi": {"tensorrt_llm": ("python", _parse(LLMAPI_INPUTS), _parse(LLMAPI_OUTPUTS))},
 }
 
 # model -> (extra inputs, extra outputs) that llmprep adds for v0.12.0 clients.
@@ -318,7 +322,9 @@ COMPAT: dict[str, tuple[dict[str, Tensor], dict[str, Tensor]]] = {
     "ensemble": (_parse("min_length? TYPE_INT32 [1]\nrandom_seed? TYPE_UINT64 [1]"), {}),
     "tensorrt_llm_bls": (_parse("min_length? TYPE_INT32 [1]\nrandom_seed? TYPE_UINT64 [1]"), {}),
     "preprocessing": (
-        _parse("MIN_TOKENS? TYPE_INT32 [1]\nMIN_LENGTH? TYPE_INT32 [1]\nSEED? TYPE_UINT64 [1]\nRANDOM_SEED? TYPE_UINT64 [1]"),
+        _parse(
+            "MIN_TOKENS? TYPE_INT32 [1]\nMIN_LENGTH? TYPE_INT32 [1]\nSEED? TYPE_UINT64 [1]\nRANDOM_SEED? TYPE_UINT64 [1]"
+        ),
         _parse("OUT_MIN_TOKENS TYPE_INT32 [1]\nOUT_SEED TYPE_UINT64 [1]"),
     ),
 }

@@ -38,7 +38,9 @@ class Server:
 
     def post(self, path: str, body: dict[str, Any]) -> bytes:
         request = urllib.request.Request(
-            f"{self.process.http_url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            f"{self.process.http_url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return bytes(response.read())
@@ -46,13 +48,25 @@ class Server:
 
 def launch(tmp: Path, tokenizer: Path, runtime: str, decoupled: bool = True, **standin: Any) -> Server:
     """Write a stand-in repository and start (not yet ready) a tritonserver on it."""
-    spec = parse_spec({"model": {"name": "gpt2", "tensorrtLlm": {"runtime": runtime}, "standin": standin,
-                                 "repository": {"decoupled": decoupled, "llmapiDecoupled": decoupled}}})
+    spec = parse_spec(
+        {
+            "model": {
+                "name": "gpt2",
+                "tensorrtLlm": {"runtime": runtime},
+                "standin": standin,
+                "repository": {"decoupled": decoupled, "llmapiDecoupled": decoupled},
+            }
+        }
+    )
     name = f"{runtime}-{'queue' if standin.get('queueInTriton') else 'handoff'}-{'decoupled' if decoupled else 'sync'}"
     root = write_repository(spec, out_dir=tmp / name, engine="standin", tokenizer_dir=tokenizer)
     process = TritonProcess(
-        root, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-        log_path=tmp / f"{name}.log", exit_timeout_secs=2,
+        root,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=tmp / f"{name}.log",
+        exit_timeout_secs=2,
     )
     return Server(process.start(), runtime)
 
@@ -87,8 +101,11 @@ def infer_input(name: str, value: Any, dtype: str, batched: bool) -> grpcclient.
 
 def text_inputs(model: str, max_tokens: int, stream: bool, **extra: tuple[Any, str]) -> list[grpcclient.InferInput]:
     if model == "llmapi":
-        fields = {"text_input": (PROMPT, "BYTES"), "sampling_param_max_tokens": (max_tokens, "INT32"),
-                  "streaming": (stream, "BOOL")}
+        fields = {
+            "text_input": (PROMPT, "BYTES"),
+            "sampling_param_max_tokens": (max_tokens, "INT32"),
+            "streaming": (stream, "BOOL"),
+        }
         return [infer_input(k, v, t, batched=False) for k, (v, t) in {**fields, **extra}.items()]
     fields = {"text_input": (PROMPT, "BYTES"), "max_tokens": (max_tokens, "INT32"), "stream": (stream, "BOOL")}
     return [infer_input(k, v, t, batched=True) for k, (v, t) in {**fields, **extra}.items()]

@@ -65,13 +65,17 @@ def test_http_generate_and_generate_stream_return_the_same_text(servers: dict[st
     body = {"text_input": PROMPT, "max_tokens": 5}
     whole = json.loads(servers["engine"].post("/v2/models/ensemble/generate", {**body, "stream": False}))
     events = servers["engine"].post("/v2/models/ensemble/generate_stream", {**body, "stream": True}).decode()
-    chunks = [json.loads(line[len("data:"):])["text_output"] for line in events.splitlines() if line.startswith("data:")]
+    chunks = [
+        json.loads(line[len("data:") :])["text_output"] for line in events.splitlines() if line.startswith("data:")
+    ]
     assert len(chunks) == 5
     assert "".join(chunks) == whole["text_output"] and whole["text_output"].strip()
 
 
 @pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls"])
-@pytest.mark.parametrize(("old", "new", "dtype"), [("random_seed", "seed", "UINT64"), ("min_length", "min_tokens", "INT32")])
+@pytest.mark.parametrize(
+    ("old", "new", "dtype"), [("random_seed", "seed", "UINT64"), ("min_length", "min_tokens", "INT32")]
+)
 def test_v0_12_clients_input_names_work_like_the_new_ones(
     servers: dict[str, Server], model: str, old: str, new: str, dtype: str
 ) -> None:
@@ -105,7 +109,9 @@ def test_llmapi_model_streams_text_token_by_token(servers: dict[str, Server]) ->
 
 def test_llmapi_model_answers_http_generate(servers: dict[str, Server]) -> None:
     answer = json.loads(
-        servers["pytorch"].post("/v2/models/tensorrt_llm/generate", {"text_input": PROMPT, "sampling_param_max_tokens": 3})
+        servers["pytorch"].post(
+            "/v2/models/tensorrt_llm/generate", {"text_input": PROMPT, "sampling_param_max_tokens": 3}
+        )
     )
     assert answer["text_output"].strip()
 

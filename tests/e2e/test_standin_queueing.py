@@ -26,8 +26,7 @@ pytestmark = pytest.mark.slow
 SLOW = {"decodeMsPerStep": 60, "prefillMsPerToken": 0, "maxInFlight": 2}
 # The KV cache binds: one block per token and too few blocks for two sequences at once,
 # while four may be active.
-KV_BOUND = {"decodeMsPerStep": 60, "prefillMsPerToken": 0, "maxInFlight": 4, "tokensPerBlock": 1,
-            "kvCacheBlocks": 12}
+KV_BOUND = {"decodeMsPerStep": 60, "prefillMsPerToken": 0, "maxInFlight": 4, "tokensPerBlock": 1, "kvCacheBlocks": 12}
 WATCHED = {
     "active": ("nv_trt_llm_request_metrics", {"request_type": "active"}),
     "waiting": ("nv_trt_llm_request_metrics", {"request_type": "waiting"}),
@@ -87,9 +86,13 @@ def record_shares(server: Server, mode: str, before: str, latency_us: float) -> 
     def spent(family: str) -> float:
         return metric(after, family, model="tensorrt_llm") - metric(before, family, model="tensorrt_llm")
 
-    record("standin_queue", runtime=server.runtime, mode=mode,
-           queue_share=spent("nv_inference_queue_duration_us") / latency_us,
-           compute_share=spent("nv_inference_compute_infer_duration_us") / latency_us)
+    record(
+        "standin_queue",
+        runtime=server.runtime,
+        mode=mode,
+        queue_share=spent("nv_inference_queue_duration_us") / latency_us,
+        compute_share=spent("nv_inference_compute_infer_duration_us") / latency_us,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -63,10 +63,12 @@ def stream_ids(server: Server, prompt: list[int], max_tokens: int) -> list[int]:
         made.set_data_from_numpy(array)
         return made
 
-    inputs = [tensor("input_ids", np.array([prompt], dtype=np.int32), "INT32"),
-              tensor("input_lengths", np.array([[len(prompt)]], dtype=np.int32), "INT32"),
-              tensor("request_output_len", np.array([[max_tokens]], dtype=np.int32), "INT32"),
-              tensor("streaming", np.array([[True]]), "BOOL")]
+    inputs = [
+        tensor("input_ids", np.array([prompt], dtype=np.int32), "INT32"),
+        tensor("input_lengths", np.array([[len(prompt)]], dtype=np.int32), "INT32"),
+        tensor("request_output_len", np.array([[max_tokens]], dtype=np.int32), "INT32"),
+        tensor("streaming", np.array([[True]]), "BOOL"),
+    ]
     results: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client = grpcclient.InferenceServerClient(server.grpc)
     client.start_stream(callback=lambda result, error: results.put((result, error)))
@@ -88,8 +90,9 @@ def stream_ids(server: Server, prompt: list[int], max_tokens: int) -> list[int]:
 
 def test_a_torch_stand_in_streams_the_transformers_greedy_tokens(torch_server: Server) -> None:
     prompt, n = [5, 6, 7, 8], 6
-    step = load("llmprep_standin").torch_step(vocab_size(torch_server), width=TORCH["torchWidth"],
-                                              layers=TORCH["torchLayers"])
+    step = load("llmprep_standin").torch_step(
+        vocab_size(torch_server), width=TORCH["torchWidth"], layers=TORCH["torchLayers"]
+    )
     expected, running_job = [], job(prompt)
     for _ in range(n):
         token = step([running_job], [])[0]

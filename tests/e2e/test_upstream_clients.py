@@ -115,7 +115,9 @@ def test_the_tutorial_clients_request_gets_the_prompt_back_only_when_exclude_inp
     # (utils.cc:920-927: the request's value wins). chart/README.md "Coming from the tutorials".
     body = {"text_input": PROMPT, "max_tokens": 4}
     ours = json.loads(servers["engine"].post(f"/v2/models/{model}/generate", body))["text_output"]
-    theirs = json.loads(servers["engine"].post(f"/v2/models/{model}/generate", {**body, "exclude_input_in_output": False}))
+    theirs = json.loads(
+        servers["engine"].post(f"/v2/models/{model}/generate", {**body, "exclude_input_in_output": False})
+    )
     assert ours.strip() and not ours.startswith(PROMPT)
     assert theirs["text_output"].startswith(PROMPT) and theirs["text_output"].endswith(ours)
 
@@ -123,8 +125,12 @@ def test_the_tutorial_clients_request_gets_the_prompt_back_only_when_exclude_inp
 def test_tensorrt_llm_output_ids_read_as_batch_beam_tokens(servers: dict[str, Server]) -> None:
     ids = np.array([[5, 6, 7, 8]], dtype=np.int32)
     inputs = []
-    for name, array in (("input_ids", ids), ("input_lengths", np.array([[4]], np.int32)),
-                        ("request_output_len", np.array([[3]], np.int32)), ("streaming", np.array([[True]]))):
+    for name, array in (
+        ("input_ids", ids),
+        ("input_lengths", np.array([[4]], np.int32)),
+        ("request_output_len", np.array([[3]], np.int32)),
+        ("streaming", np.array([[True]])),
+    ):
         tensor = grpcclient.InferInput(name, list(array.shape), "BOOL" if array.dtype == bool else "INT32")
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
@@ -162,8 +168,17 @@ def test_llmapi_inputs_the_stand_in_cannot_honour_are_errors(servers: dict[str, 
 
 
 def test_llmapi_perf_metrics_request_returns_every_documented_key(servers: dict[str, Server]) -> None:
-    result = unary(servers["llmapi"], "tensorrt_llm",
-                   llmapi_inputs(False, sampling_param_return_perf_metrics=(True, "BOOL")))
-    keys = ("acceptance_rate", "kv_cache_alloc_new_blocks", "kv_cache_reused_block", "kv_cache_hit_rate",
-            "last_token_time_ns", "total_accepted_draft_tokens", "total_draft_tokens", "arrival_time_ns")
+    result = unary(
+        servers["llmapi"], "tensorrt_llm", llmapi_inputs(False, sampling_param_return_perf_metrics=(True, "BOOL"))
+    )
+    keys = (
+        "acceptance_rate",
+        "kv_cache_alloc_new_blocks",
+        "kv_cache_reused_block",
+        "kv_cache_hit_rate",
+        "last_token_time_ns",
+        "total_accepted_draft_tokens",
+        "total_draft_tokens",
+        "arrival_time_ns",
+    )
     assert [k for k in keys if result.as_numpy(k) is None] == []

@@ -123,8 +123,13 @@ def test_forgetting_a_backend_closes_its_open_connections(backends: dict[str, st
             assert conn.recv(1024) == b""
 
 
-def test_a_holding_front_forwards_a_connection_made_at_zero_backends_once_one_is_ready(backends: dict[str, str]) -> None:
-    with Front(health_interval_s=60, hold_s=10) as front, socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn:
+def test_a_holding_front_forwards_a_connection_made_at_zero_backends_once_one_is_ready(
+    backends: dict[str, str],
+) -> None:
+    with (
+        Front(health_interval_s=60, hold_s=10) as front,
+        socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn,
+    ):
         conn.sendall(b"early\n")
         _wait(lambda: front.waiting == 1)
         front.add(backends["a"])
@@ -133,7 +138,10 @@ def test_a_holding_front_forwards_a_connection_made_at_zero_backends_once_one_is
 
 
 def test_a_held_connection_that_finds_no_backend_in_time_is_closed(backends: dict[str, str]) -> None:
-    with Front(health_interval_s=60, hold_s=0.2) as front, socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn:
+    with (
+        Front(health_interval_s=60, hold_s=0.2) as front,
+        socket.create_connection(("127.0.0.1", front.port), timeout=5) as conn,
+    ):
         conn.sendall(b"hi\n")
         try:
             answer = conn.recv(1024)

@@ -55,7 +55,16 @@ NO_STABILIZATION = Behavior(
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1000m", 1.0), ("1500m", 1.5), ("2", 2.0), ("0.5", 0.5), ("4k", 4000.0), ("1Ki", 1024.0), ("1e3", 1000.0), (3, 3.0)],
+    [
+        ("1000m", 1.0),
+        ("1500m", 1.5),
+        ("2", 2.0),
+        ("0.5", 0.5),
+        ("4k", 4000.0),
+        ("1Ki", 1024.0),
+        ("1e3", 1000.0),
+        (3, 3.0),
+    ],
 )
 def test_quantities_parse_as_kubernetes_writes_them(text: object, value: float) -> None:
     assert parse_quantity(text) == value
@@ -255,8 +264,13 @@ HPA = {
         "minReplicas": 1,
         "maxReplicas": 4,
         "metrics": [
-            {"type": "Pods", "pods": {"metric": {"name": "triton:queue_compute:ratio"},
-                                      "target": {"type": "AverageValue", "averageValue": "1500m"}}}
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": "triton:queue_compute:ratio"},
+                    "target": {"type": "AverageValue", "averageValue": "1500m"},
+                },
+            }
         ],
         "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
     },
@@ -305,9 +319,11 @@ def test_a_keda_scaled_object_becomes_external_average_value_metrics() -> None:
         "kind": "ScaledObject",
         "metadata": {"name": "r"},
         "spec": {
-            "minReplicaCount": 1, "maxReplicaCount": 3,
-            "triggers": [{"type": "prometheus", "metricType": "AverageValue",
-                          "metadata": {"query": "sum(x)", "threshold": "2"}}],
+            "minReplicaCount": 1,
+            "maxReplicaCount": 3,
+            "triggers": [
+                {"type": "prometheus", "metricType": "AverageValue", "metadata": {"query": "sum(x)", "threshold": "2"}}
+            ],
         },
     }
     parsed = hpa_from_scaled_object(obj)

@@ -31,9 +31,13 @@ def test_operator_follows_keda_rule(row: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("row", PUSH_RULES, ids=lambda r: r["rule"])
 def test_polled_and_pushed_activity_follow_keda_rule(row: dict[str, Any]) -> None:
-    operator = KedaOperator(keda_from_scaled_object(scaled_object(minReplicaCount=row["minimum"], cooldownPeriod=row["cooldown"])))
-    got = [(operator.poll(t, current, [value]) if kind == "poll" else operator.push(t, current, bool(value))).desired
-           for t, current, kind, value, _ in row["steps"]]
+    operator = KedaOperator(
+        keda_from_scaled_object(scaled_object(minReplicaCount=row["minimum"], cooldownPeriod=row["cooldown"]))
+    )
+    got = [
+        (operator.poll(t, current, [value]) if kind == "poll" else operator.push(t, current, bool(value))).desired
+        for t, current, kind, value, _ in row["steps"]
+    ]
     assert got == [want for *_, want in row["steps"]]
 
 

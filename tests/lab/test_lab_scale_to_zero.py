@@ -25,7 +25,11 @@ SCENARIO = {
     "load": {
         "protocol": "grpc",
         "unit": "clients",
-        "stages": [{"step": {"to": 0, "for": "12s"}}, {"step": {"to": 1, "for": "12s"}}, {"step": {"to": 0, "for": "4s"}}],
+        "stages": [
+            {"step": {"to": 0, "for": "12s"}},
+            {"step": {"to": 1, "for": "12s"}},
+            {"step": {"to": 0, "for": "4s"}},
+        ],
         "connections": 2,
         "reconnectEvery": "2s",
     },

@@ -21,8 +21,10 @@ def default() -> Scenario:
 def test_the_hpa_metrics_and_targets_are_the_rendered_ones(default: Scenario) -> None:
     setup = prepare(default)
     hpa = next(o for o in setup.objects if o["kind"] == "HorizontalPodAutoscaler")
-    rendered = [(m["pods"]["metric"]["name"], parse_quantity(m["pods"]["target"]["averageValue"]))
-                for m in hpa["spec"]["metrics"]]
+    rendered = [
+        (m["pods"]["metric"]["name"], parse_quantity(m["pods"]["target"]["averageValue"]))
+        for m in hpa["spec"]["metrics"]
+    ]
     assert [(m.name, m.target) for m in setup.hpa.metrics] == rendered
     assert ("trtllm:requests_in_engine", 3.0) in rendered  # from the lab's values file
     assert (setup.hpa.min_replicas, setup.hpa.max_replicas) == (1, 4)
@@ -77,8 +79,11 @@ def test_keda_may_scale_to_zero_while_its_generated_hpa_keeps_a_minimum_of_one(d
 
 def test_zero_replicas_without_autoscaling_is_refused_even_with_keda(default: Scenario) -> None:
     with pytest.raises(SpecError, match="autoscaling.replicas.minimum"):
-        prepare(default.with_overrides(sets=("autoscaling.engine=keda", "autoscaling.enable=false",
-                                             "autoscaling.replicas.minimum=0")))
+        prepare(
+            default.with_overrides(
+                sets=("autoscaling.engine=keda", "autoscaling.enable=false", "autoscaling.replicas.minimum=0")
+            )
+        )
 
 
 def test_without_autoscaling_the_lab_says_what_to_set(default: Scenario) -> None:

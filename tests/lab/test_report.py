@@ -16,8 +16,14 @@ from llmprep.load.profile import parse_profile
 @pytest.mark.parametrize(
     ("stages", "expected"),
     [
-        ([{"ramp": {"from": 1, "to": 12, "over": "20s"}}, {"hold": "50s"}, {"step": {"to": 1, "for": "100s"}}], (0.0, 70.0)),
-        ([{"step": {"to": 1, "for": "10s"}}, {"step": {"to": 8, "for": "30s"}}, {"ramp": {"to": 2, "over": "30s"}}], (10.0, 40.0)),
+        (
+            [{"ramp": {"from": 1, "to": 12, "over": "20s"}}, {"hold": "50s"}, {"step": {"to": 1, "for": "100s"}}],
+            (0.0, 70.0),
+        ),
+        (
+            [{"step": {"to": 1, "for": "10s"}}, {"step": {"to": 8, "for": "30s"}}, {"ramp": {"to": 2, "over": "30s"}}],
+            (10.0, 40.0),
+        ),
         ([{"step": {"to": 4, "for": "60s"}}], (None, None)),
     ],
 )
@@ -30,12 +36,22 @@ def _rows() -> list[dict[str, Any]]:
     for t in range(0, 60):
         surge = 5 <= t < 30
         replicas = 1 if t < 12 else (2 if t < 45 else 1)
-        rows.append({
-            "t": float(t), "load_level": 8 if surge else 1, "ok_per_s": 4.0, "e2e_p95_s": 2.5 if surge else 0.5,
-            "ttft_p95_s": 0.1, "replicas_desired": replicas, "replicas_current": replicas,
-            "replicas_ready": 1 if t < 15 else replicas, "replicas_draining": 1 if 45 <= t < 48 else 0,
-            "signal w": 3.0 if 7 <= t < 32 else 0.2, "hpa w": 3.0 if 7 <= t < 32 else 0.2, "target w": 1.0,
-        })
+        rows.append(
+            {
+                "t": float(t),
+                "load_level": 8 if surge else 1,
+                "ok_per_s": 4.0,
+                "e2e_p95_s": 2.5 if surge else 0.5,
+                "ttft_p95_s": 0.1,
+                "replicas_desired": replicas,
+                "replicas_current": replicas,
+                "replicas_ready": 1 if t < 15 else replicas,
+                "replicas_draining": 1 if 45 <= t < 48 else 0,
+                "signal w": 3.0 if 7 <= t < 32 else 0.2,
+                "hpa w": 3.0 if 7 <= t < 32 else 0.2,
+                "target w": 1.0,
+            }
+        )
     return rows
 
 
@@ -50,19 +66,32 @@ REPLICAS = [
 
 
 def test_the_timeline_follows_one_surge_from_detection_to_the_minimum() -> None:
-    tl = report.analyse(_rows(), DECISIONS, [], REPLICAS, surge_at=5.0, decline_at=30.0, min_replicas=1,
-                        metrics=[("w", 1.0)])
+    tl = report.analyse(
+        _rows(), DECISIONS, [], REPLICAS, surge_at=5.0, decline_at=30.0, min_replicas=1, metrics=[("w", 1.0)]
+    )
     assert (tl.signal_over_target_at, tl.scale_up_decision_at, tl.new_replica_ready_at) == (7.0, 9.0, 15.0)
     assert tl.first_request_on_new_at == 16.5
     assert (tl.scale_down_decision_at, tl.back_to_min_at) == (45.0, 48.0)
 
 
 def test_the_budget_splits_the_time_to_relief_into_configured_and_measured_terms() -> None:
-    tl = report.Timeline(surge_at=5.0, signal_over_target_at=7.0, scale_up_decision_at=9.0,
-                         new_replica_ready_at=15.0, first_request_on_new_at=16.5)
-    config = {"scrape_interval_s": 0.6, "rule_interval_s": 0.6, "rate_window_s": 6.0, "adapter_relist_s": 0.6,
-              "sync_period_s": 1.5, "scale_up_stabilization_s": 0.0, "scale_down_stabilization_s": 30.0,
-              "readiness_period_s": 0.5}
+    tl = report.Timeline(
+        surge_at=5.0,
+        signal_over_target_at=7.0,
+        scale_up_decision_at=9.0,
+        new_replica_ready_at=15.0,
+        first_request_on_new_at=16.5,
+    )
+    config = {
+        "scrape_interval_s": 0.6,
+        "rule_interval_s": 0.6,
+        "rate_window_s": 6.0,
+        "adapter_relist_s": 0.6,
+        "sync_period_s": 1.5,
+        "scale_up_stabilization_s": 0.0,
+        "scale_down_stabilization_s": 30.0,
+        "readiness_period_s": 0.5,
+    }
     terms = {t["term"]: t for t in report.budget_terms(config, tl, speed=10)}
     assert terms["HPA sync period"]["cluster_s"] == 15.0
     assert terms["decision: signal over target to scale-up"]["lab_s"] == 2.0
@@ -71,19 +100,44 @@ def test_the_budget_splits_the_time_to_relief_into_configured_and_measured_terms
 
 def _report() -> report.LabReport:
     rows = _rows()
-    tl = report.analyse(rows, DECISIONS, [], REPLICAS, surge_at=5.0, decline_at=30.0, min_replicas=1,
-                        metrics=[("w", 1.0)])
+    tl = report.analyse(
+        rows, DECISIONS, [], REPLICAS, surge_at=5.0, decline_at=30.0, min_replicas=1, metrics=[("w", 1.0)]
+    )
     configuration = {
         "speed": 10.0,
-        "hpa": {"source": "HorizontalPodAutoscaler", "name": "lab", "min": 1, "max": 4, "behavior": "none",
-                "metrics": [{"name": "w", "type": "Pods", "target": 1.0}]},
+        "hpa": {
+            "source": "HorizontalPodAutoscaler",
+            "name": "lab",
+            "min": 1,
+            "max": 4,
+            "behavior": "none",
+            "metrics": [{"name": "w", "type": "Pods", "target": 1.0}],
+        },
     }
-    summary = {"peak_replicas": 2, "max_replicas": 4, "min_replicas": 1, "surge_to_decision_s": 4.0,
-               "surge_to_ready_s": 10.0, "decline_to_min_s": 18.0, "requests": 240, "failed_requests": 0,
-               "e2e_p95_s": 2.4, "slo_p95_s": 2.0, "seconds_over_slo": 25, "replica_seconds": 90}
+    summary = {
+        "peak_replicas": 2,
+        "max_replicas": 4,
+        "min_replicas": 1,
+        "surge_to_decision_s": 4.0,
+        "surge_to_ready_s": 10.0,
+        "decline_to_min_s": 18.0,
+        "requests": 240,
+        "failed_requests": 0,
+        "e2e_p95_s": 2.4,
+        "slo_p95_s": 2.0,
+        "seconds_over_slo": 25,
+        "replica_seconds": 90,
+    }
     return report.LabReport(
-        scenario={"name": "made-up", "description": "", "unit": "clients"}, configuration=configuration, rows=rows,
-        columns=list(rows[0]), decisions=DECISIONS, events=[], requests={}, timeline=tl, budget=[],
+        scenario={"name": "made-up", "description": "", "unit": "clients"},
+        configuration=configuration,
+        rows=rows,
+        columns=list(rows[0]),
+        decisions=DECISIONS,
+        events=[],
+        requests={},
+        timeline=tl,
+        budget=[],
         summary=summary,
     )
 

@@ -47,7 +47,10 @@ def test_values_files_resolve_relative_to_the_scenario_file(tmp_path: Path) -> N
         ({"speed": "fast"}, r"scenario\.speed: expected a number"),
         ({"values": ["missing.yaml"]}, r"scenario\.values: missing\.yaml not found"),
         ({"set": ["no-equals-sign"]}, r"scenario\.set"),
-        ({"load": {"stages": [{"step": {"to": 2, "for": "forever"}}]}}, r"scenario\.load\.stages: the lab needs a load that ends"),
+        (
+            {"load": {"stages": [{"step": {"to": 2, "for": "forever"}}]}},
+            r"scenario\.load\.stages: the lab needs a load that ends",
+        ),
         ({"load": {"protocol": "udp", "stages": [{"step": {"to": 2, "for": "5s"}}]}}, r"scenario\.load\.protocol"),
         ({"load": {"stages": [{"step": {"to": 2, "for": "5s"}}], "inputTokens": 0}}, r"scenario\.load\.inputTokens"),
         ({"standin": {"decodeMs": 3}}, r"scenario\.standin\.decodeMs: unknown key"),

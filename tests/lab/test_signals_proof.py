@@ -86,7 +86,9 @@ def test_triton_counts_no_pending_request_when_the_engine_hands_off(short_run: d
         ([1, 2, 3], [1, 1, 2], 0.866),
     ],
 )
-def test_spearman_rank_correlation_matches_hand_computed_values(x: list[float], y: list[float], expected: float) -> None:
+def test_spearman_rank_correlation_matches_hand_computed_values(
+    x: list[float], y: list[float], expected: float
+) -> None:
     assert round(proof.spearman(x, y), 3) == expected
 
 
@@ -121,8 +123,14 @@ def test_a_signal_is_proven_only_when_it_rises_and_crosses_before_the_slo(
     assert verdicts[0].verdict == expected
 
 
-_STANDIN = {"max_in_flight": 8, "output_tokens": 16, "tokens_per_block": 256, "kv_cache_blocks": 0,
-            "prefill_ms_per_token": 0.2, "decode_ms_per_step": 60.0}
+_STANDIN = {
+    "max_in_flight": 8,
+    "output_tokens": 16,
+    "tokens_per_block": 256,
+    "kv_cache_blocks": 0,
+    "prefill_ms_per_token": 0.2,
+    "decode_ms_per_step": 60.0,
+}
 
 
 @pytest.mark.parametrize(
@@ -146,14 +154,19 @@ def test_every_default_case_has_a_kv_bound_twin_whose_pool_is_smaller_than_its_b
     kv = [proof.CASES[n] for n in proof.DEFAULT_CASES if proof.CASES[n].regime == proof.KV_BOUND]
     assert sorted((c.runtime, c.layout) for c in batch) == sorted((c.runtime, c.layout) for c in kv)
     for case in kv:
-        st = _STANDIN | {"max_in_flight": case.standin["maxInFlight"], "tokens_per_block": case.standin["tokensPerBlock"],
-                         "kv_cache_blocks": case.standin["kvCacheBlocks"]}
+        st = _STANDIN | {
+            "max_in_flight": case.standin["maxInFlight"],
+            "tokens_per_block": case.standin["tokensPerBlock"],
+            "kv_cache_blocks": case.standin["kvCacheBlocks"],
+        }
         assert proof.capacity_clients(st, case.input_tokens) < case.standin["maxInFlight"]
 
 
 def _result(runtime: str, layout: str, regime: str, proven: set[str]) -> dict[str, Any]:
-    return {"case": {"runtime": runtime, "layout": layout, "regime": regime, "standin": {}},
-            "verdicts": [{"signal": s, "verdict": "proven" if s in proven else "not proven"} for s in proof.SIGNALS]}
+    return {
+        "case": {"runtime": runtime, "layout": layout, "regime": regime, "standin": {}},
+        "verdicts": [{"signal": s, "verdict": "proven" if s in proven else "not proven"} for s in proof.SIGNALS],
+    }
 
 
 def test_the_summary_takes_the_batch_bound_verdict_and_leaves_out_signals_only_the_standin_exports() -> None:
@@ -164,11 +177,17 @@ def test_the_summary_takes_the_batch_bound_verdict_and_leaves_out_signals_only_t
         _result("pytorch", "llmapi", proof.BATCH_BOUND, {queued, in_flight}),
         _result("pytorch", "llmapi", proof.KV_BOUND, {queued, in_flight}),
     ]
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in
-            proof.summary_markdown(results, proof.SIGNALS).splitlines()[2:]}
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+        for line in proof.summary_markdown(results, proof.SIGNALS).splitlines()[2:]
+    }
     assert rows["engine / ensemble"] == [f"`{queued}`", f"`{queued}`", "none", f"`{waiting}` |"]
-    assert rows["pytorch / llmapi"] == [f"`{queued}`, `{in_flight}`", f"`{queued}`, `{in_flight}`", f"`{queued}`",
-                                        "none |"]
+    assert rows["pytorch / llmapi"] == [
+        f"`{queued}`, `{in_flight}`",
+        f"`{queued}`, `{in_flight}`",
+        f"`{queued}`",
+        "none |",
+    ]
 
 
 def test_the_measured_block_of_the_page_is_replaced_and_the_rest_kept() -> None:
@@ -194,8 +213,11 @@ def test_a_page_without_the_markers_is_refused_with_exit_2_before_anything_runs(
         ({"requests": 300, "failed_requests": 0}, [], ""),
         ({"requests": 300, "failed_requests": 2}, [], ""),  # under 1 %
         ({"requests": 1873, "failed_requests": 1658}, [], "1658 of 1873 requests failed"),
-        ({"requests": 300, "failed_requests": 0}, [{"kind": "failed", "detail": "exited with code -11; log: x"}],
-         "1 replica exit(s): exited with code -11"),
+        (
+            {"requests": 300, "failed_requests": 0},
+            [{"kind": "failed", "detail": "exited with code -11; log: x"}],
+            "1 replica exit(s): exited with code -11",
+        ),
     ],
 )
 def test_a_run_with_failed_requests_or_a_replica_exit_is_not_judged(

@@ -55,11 +55,15 @@ def test_the_controller_and_keda_read_compressed_windows_and_intervals(default: 
     scenario = replace(default, speed=10.0).with_overrides(sets=("autoscaling.engine=keda",))
     timing = _timing(scenario)
     assert timing.keda is not None and timing.keda_polling is not None and timing.keda_cooldown is not None
-    assert timing.keda.polling_interval_s == timing.keda_polling.lab_s == pytest.approx(timing.keda_polling.cluster_s / 10)
+    assert (
+        timing.keda.polling_interval_s == timing.keda_polling.lab_s == pytest.approx(timing.keda_polling.cluster_s / 10)
+    )
     assert timing.keda.cooldown_period_s == pytest.approx(timing.keda_cooldown.cluster_s / 10)
 
 
-@pytest.mark.parametrize(("seconds", "speed", "floor", "expected"), [(15, 5, 0.0, 3.0), (0, 10, 0.0, 0.0), (1, 100, 0.2, 0.2)])
+@pytest.mark.parametrize(
+    ("seconds", "speed", "floor", "expected"), [(15, 5, 0.0, 3.0), (0, 10, 0.0, 0.0), (1, 100, 0.2, 0.2)]
+)
 def test_compress_divides_and_clamps_at_the_floor(seconds: float, speed: float, floor: float, expected: float) -> None:
     assert compress(seconds, speed, floor) == pytest.approx(expected)
 

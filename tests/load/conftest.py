@@ -16,8 +16,12 @@ REPO = Path(__file__).resolve().parent / "data" / "repo"
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
     server = TritonProcess(
-        REPO, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-        log_path=tmp_path_factory.mktemp("triton") / "triton.log", exit_timeout_secs=2,
+        REPO,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=tmp_path_factory.mktemp("triton") / "triton.log",
+        exit_timeout_secs=2,
     )
     with server:
         server.wait_ready(90)

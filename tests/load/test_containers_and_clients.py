@@ -39,9 +39,14 @@ TRITON_BASE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
 
 def instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")))
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
-            for line in text.splitlines() if line.strip()]
+    text = re.sub(
+        r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    )
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in text.splitlines()
+        if line.strip()
+    ]
 
 
 def from_images(path: Path) -> list[str]:
@@ -153,12 +158,18 @@ def test_the_client_arguments_parse_as_a_load_configuration() -> None:
 
     args = client_commands()[0]
     options = dict(zip(args[1::2], args[2::2], strict=False))
-    config = build_config(LoadOptions(
-        urls=[options["--url"]], model=options["--model"], concurrency=int(options["--concurrency"]),
-        duration=options["--duration"], input_tokens=float(options["--input-tokens"]),
-        output_tokens=float(options["--output-tokens"]), reconnect_every=options["--reconnect-every"],
-        wait_ready=options["--wait-ready"],
-    ))
+    config = build_config(
+        LoadOptions(
+            urls=[options["--url"]],
+            model=options["--model"],
+            concurrency=int(options["--concurrency"]),
+            duration=options["--duration"],
+            input_tokens=float(options["--input-tokens"]),
+            output_tokens=float(options["--output-tokens"]),
+            reconnect_every=options["--reconnect-every"],
+            wait_ready=options["--wait-ready"],
+        )
+    )
     assert config.profile.level_at(1e9) == 1 and config.reconnect_every == 30 and config.wait_ready == 1800
 
 
@@ -181,12 +192,16 @@ def test_there_is_one_client_deployment_per_example_model() -> None:
 
 
 @pytest.mark.parametrize(("name", "doc"), deployments(), ids=[n for n, _ in deployments()])
-def test_an_overlay_renders_the_hand_written_manifest_it_replaced_field_for_field(name: str, doc: dict[str, Any]) -> None:
+def test_an_overlay_renders_the_hand_written_manifest_it_replaced_field_for_field(
+    name: str, doc: dict[str, Any]
+) -> None:
     assert doc == yaml.safe_load((HAND_WRITTEN / f"{name}.yaml").read_text())
 
 
 @pytest.mark.parametrize(("name", "doc"), deployments(), ids=[n for n, _ in deployments()])
-@pytest.mark.parametrize("kube_version", ["1.25.0", "1.30", kubernetes_validate.latest_version()])  # the chart's, and 1.30
+@pytest.mark.parametrize(
+    "kube_version", ["1.25.0", "1.30", kubernetes_validate.latest_version()]
+)  # the chart's, and 1.30
 def test_a_client_deployment_is_a_valid_kubernetes_object(name: str, doc: dict[str, Any], kube_version: str) -> None:
     kubernetes_validate.validate(doc, kube_version, strict=True)
 
@@ -198,7 +213,9 @@ def test_a_client_targets_its_release_service_over_grpc(name: str, doc: dict[str
 
 
 @pytest.mark.parametrize(("name", "doc"), deployments(), ids=[n for n, _ in deployments()])
-def test_every_client_container_has_requests_limits_and_a_locked_down_security_context(name: str, doc: dict[str, Any]) -> None:
+def test_every_client_container_has_requests_limits_and_a_locked_down_security_context(
+    name: str, doc: dict[str, Any]
+) -> None:
     pod = doc["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
     for container in pod.get("initContainers", []) + pod["containers"]:
@@ -215,15 +232,21 @@ def test_an_overlay_sets_only_the_name_the_release_and_the_request_shape(model: 
     assert spec["resources"] == ["../../base"] and spec["nameSuffix"] == f"-{model}"
     assert set(spec) <= {"apiVersion", "kind", "resources", "nameSuffix", "labels", "patches"}
     assert {k for labels in spec["labels"] for k in labels["pairs"]} == {"app", "app.kubernetes.io/instance"}
-    replaced = {op["path"]: op["value"] for patch in spec["patches"] for op in yaml.safe_load(patch["patch"])
-                if op["op"] == "replace"}
+    replaced = {
+        op["path"]: op["value"]
+        for patch in spec["patches"]
+        for op in yaml.safe_load(patch["patch"])
+        if op["op"] == "replace"
+    }
     shape = {f"{ARGS}/10", f"{ARGS}/12", f"{ARGS}/14"}  # --input-tokens, --input-stddev, --output-tokens
     assert replaced[f"{ARGS}/2"] == f"{model}:8001" and set(replaced) <= {f"{ARGS}/2"} | shape
 
 
 @pytest.mark.parametrize("model", CLIENT_MODELS)
 def test_every_value_an_overlay_replaces_is_guarded_by_a_test_of_its_flag(model: str) -> None:
-    base_args = yaml.safe_load((CLIENTS / "base" / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]["args"]
+    base_args = yaml.safe_load((CLIENTS / "base" / "deployment.yaml").read_text())["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
     ops = [op for patch in overlay(model)["patches"] for op in yaml.safe_load(patch["patch"])]
     tested = {op["path"]: op["value"] for op in ops if op["op"] == "test"}
     for op in ops:
@@ -249,18 +272,25 @@ def test_the_top_level_kustomization_lists_every_model_and_the_image_is_set_once
     images = {doc["spec"]["template"]["spec"]["containers"][0]["image"].split(":")[0] for _, doc in deployments()}
     assert images == {image["name"] for image in base["images"]}
     assert all("images" not in overlay(m) for m in CLIENT_MODELS)
-    assert [doc["metadata"]["name"] for doc in kustomize.build(CLIENTS)] == [f"client-{r.split('/')[1]}" for r in top["resources"]]
+    assert [doc["metadata"]["name"] for doc in kustomize.build(CLIENTS)] == [
+        f"client-{r.split('/')[1]}" for r in top["resources"]
+    ]
 
 
 def test_the_kustomize_double_sets_an_image_as_kustomize_edit_set_image_does() -> None:
     image = {"name": "llmprep-client", "newName": "registry.example:5000/llmprep-client", "newTag": "0.2.0"}
     assert kustomize._image("llmprep-client:0.1.0", image) == "registry.example:5000/llmprep-client:0.2.0"
     assert kustomize._image("other:0.1.0", image) == "other:0.1.0"
-    assert kustomize._image("llmprep-client:0.1.0", {"name": "llmprep-client", "digest": "sha256:ab"}) == "llmprep-client@sha256:ab"
+    assert (
+        kustomize._image("llmprep-client:0.1.0", {"name": "llmprep-client", "digest": "sha256:ab"})
+        == "llmprep-client@sha256:ab"
+    )
 
 
 def kubectl_build(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=True
+    )
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
@@ -271,7 +301,9 @@ def _by_name(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # kubectl embeds kustomize (v5.5.0 in kubectl 1.32 here); `make setup` installs neither, so where
 # it is absent the overlays are checked through the double alone.
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is absent: the double alone renders the overlays")
-@pytest.mark.parametrize("directory", ["", "base", *(f"models/{m}" for m in CLIENT_MODELS)], ids=lambda d: d or "clients")
+@pytest.mark.parametrize(
+    "directory", ["", "base", *(f"models/{m}" for m in CLIENT_MODELS)], ids=lambda d: d or "clients"
+)
 def test_kubectl_kustomize_renders_what_the_double_renders(directory: str) -> None:
     assert _by_name(kubectl_build(CLIENTS / directory)) == _by_name(kustomize.build(CLIENTS / directory))
 
@@ -286,8 +318,21 @@ def test_checkov_finds_nothing_in_the_client_manifests_but_the_cluster_wide_netw
     for name, doc in deployments():
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(doc))
     done = subprocess.run(
-        [str(checkov_binary()), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "--compact",
-         "--quiet", "-o", "json"], capture_output=True, text=True, timeout=300,
+        [
+            str(checkov_binary()),
+            "-d",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     report = json.loads(done.stdout)
     report = report[0] if isinstance(report, list) else report

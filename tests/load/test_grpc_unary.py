@@ -23,8 +23,10 @@ from tests.conftest import ROOT, free_port
 FAST_MODEL = ROOT / "bench" / "models" / "fast"
 FAST_CONFIG = {
     "max_batch_size": 0,
-    "input": [{"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
-              {"name": "max_tokens", "data_type": "TYPE_INT32", "dims": [1]}],
+    "input": [
+        {"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
+        {"name": "max_tokens", "data_type": "TYPE_INT32", "dims": [1]},
+    ],
 }
 PROMPT = Prompt(text="hello there", input_tokens=2, output_tokens=4)
 
@@ -33,8 +35,14 @@ PROMPT = Prompt(text="hello there", input_tokens=2, output_tokens=4)
 def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
     repository = tmp_path_factory.mktemp("repo")
     shutil.copytree(FAST_MODEL, repository / "fast", ignore=shutil.ignore_patterns("__pycache__"))
-    server = TritonProcess(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                           log_path=repository.parent / "triton.log", exit_timeout_secs=2)
+    server = TritonProcess(
+        repository,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=repository.parent / "triton.log",
+        exit_timeout_secs=2,
+    )
     with server:
         server.wait_ready(90)
         yield server
@@ -46,6 +54,7 @@ def _one_request(target: str, *, forbid_stream: bool) -> Sample:
     async def go() -> Sample:
         client = GrpcClient(target, plan, timeout=10.0)
         if forbid_stream:
+
             def no_stream(*_args: Any, **_kwargs: Any) -> Any:
                 raise AssertionError("a stream was opened for a model that is not decoupled")
 

@@ -31,15 +31,24 @@ def url(triton: TritonProcess, protocol: str) -> str:
 
 
 def config(triton: TritonProcess, protocol: str = "grpc", **overrides: object) -> LoadConfig:
-    fields: dict = {"targets": [url(triton, protocol)], "protocol": protocol, "model": MODEL,
-                    "profile": constant("clients", 2, 1.0), "input_tokens": 16, "output_tokens": 6, "timeout": 20.0}
+    fields: dict = {
+        "targets": [url(triton, protocol)],
+        "protocol": protocol,
+        "model": MODEL,
+        "profile": constant("clients", 2, 1.0),
+        "input_tokens": 16,
+        "output_tokens": 6,
+        "timeout": 20.0,
+    }
     fields.update(overrides)
     return LoadConfig(**fields)
 
 
 def max_overlap(samples: list[Sample]) -> int:
     """The most requests that were open at one moment."""
-    events = sorted([(s.start, 1) for s in samples] + [(s.start + s.e2e, -1) for s in samples], key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(s.start, 1) for s in samples] + [(s.start + s.e2e, -1) for s in samples], key=lambda e: (e[0], e[1])
+    )
     open_now = peak = 0
     for _, delta in events:
         open_now += delta
@@ -96,7 +105,7 @@ def test_an_open_loop_sends_poisson_arrivals_at_the_rate(triton: TritonProcess, 
     starts = sorted(s.start for s in result.samples)
     assert 10 <= len(starts) <= fit  # at least enough gaps for the statistics below
     gaps = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
-    drawn = schedule[1:len(starts)]
+    drawn = schedule[1 : len(starts)]
     # Each gap is its draw (plus a little lateness): long where the draw is long, short where it is short.
     # A fixed-rate or closed loop, or one that ignored the seed, would not follow the draws. And at this
     # rate: lateness shifts every gap alike, so gaps grow one for one with their draws (the slope of gap
@@ -104,7 +113,8 @@ def test_an_open_loop_sends_poisson_arrivals_at_the_rate(triton: TritonProcess, 
     rho = rank_correlation(gaps, drawn)
     mean_d, mean_g = sum(drawn) / len(drawn), sum(gaps) / len(gaps)
     slope = sum((d - mean_d) * (g - mean_g) for d, g in zip(drawn, gaps, strict=True)) / sum(
-        (d - mean_d) ** 2 for d in drawn)
+        (d - mean_d) ** 2 for d in drawn
+    )
     record("poisson_arrivals", protocol=protocol, sent=len(starts), scheduled=fit, spearman=rho, slope=slope)
     assert rho > 0.8
     assert 0.75 < slope < 1.33, slope
@@ -166,8 +176,23 @@ def test_a_model_that_is_not_there_is_reported_by_name(triton: TritonProcess) ->
 
 def test_the_cli_writes_a_report_and_a_csv_with_every_sample(triton: TritonProcess, tmp_path: Path) -> None:
     report, table = tmp_path / "out" / "run.json", tmp_path / "run.csv"
-    done = run_cli("load", "--url", url(triton, "grpc"), "--model", MODEL, "--concurrency", "2", "--duration", "1s",
-                   "--output-tokens", "4", "--report", str(report), "--csv", str(table))
+    done = run_cli(
+        "load",
+        "--url",
+        url(triton, "grpc"),
+        "--model",
+        MODEL,
+        "--concurrency",
+        "2",
+        "--duration",
+        "1s",
+        "--output-tokens",
+        "4",
+        "--report",
+        str(report),
+        "--csv",
+        str(table),
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(report.read_text())
     rows = list(csv.DictReader(table.open()))
@@ -177,12 +202,33 @@ def test_the_cli_writes_a_report_and_a_csv_with_every_sample(triton: TritonProce
 
 
 @pytest.mark.parametrize(("limit", "code"), [("0.01", 1), ("0.6", 0)])
-def test_the_cli_exit_code_follows_the_error_budget(triton: TritonProcess, tmp_path: Path, limit: str, code: int) -> None:
+def test_the_cli_exit_code_follows_the_error_budget(
+    triton: TritonProcess, tmp_path: Path, limit: str, code: int
+) -> None:
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text('{"text": "tell me a story", "output_tokens": 4}\n{"text": "please FAIL now", "output_tokens": 4}\n')
+    prompts.write_text(
+        '{"text": "tell me a story", "output_tokens": 4}\n{"text": "please FAIL now", "output_tokens": 4}\n'
+    )
     report = tmp_path / "run.json"
-    done = run_cli("load", "--url", url(triton, "http"), "--protocol", "http", "--model", MODEL, "--rate", "20",
-                   "--duration", "1.5s", "--prompts", str(prompts), "--max-error-rate", limit, "--report", str(report))
+    done = run_cli(
+        "load",
+        "--url",
+        url(triton, "http"),
+        "--protocol",
+        "http",
+        "--model",
+        MODEL,
+        "--rate",
+        "20",
+        "--duration",
+        "1.5s",
+        "--prompts",
+        str(prompts),
+        "--max-error-rate",
+        limit,
+        "--report",
+        str(report),
+    )
     assert done.returncode == code, done.stderr
     assert json.loads(report.read_text())["summary"]["errors_by_class"]["server"] > 0
     if code:
@@ -191,8 +237,18 @@ def test_the_cli_exit_code_follows_the_error_budget(triton: TritonProcess, tmp_p
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_an_unreachable_server_is_reported_and_never_hangs(protocol: str) -> None:
-    done = run_cli("load", "--url", f"127.0.0.1:{free_port()}", "--protocol", protocol, "--duration", "1s",
-                   "--timeout", "5", timeout=60)
+    done = run_cli(
+        "load",
+        "--url",
+        f"127.0.0.1:{free_port()}",
+        "--protocol",
+        protocol,
+        "--duration",
+        "1s",
+        "--timeout",
+        "5",
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "no target answered" in done.stderr and "Traceback" not in done.stderr
 
@@ -234,8 +290,9 @@ def test_a_run_keeps_only_the_latest_samples_when_asked(triton: TritonProcess) -
 
 def test_a_stop_while_waiting_for_the_server_ends_the_wait() -> None:
     stop = threading.Event()
-    generator = LoadGenerator(LoadConfig(targets=[f"127.0.0.1:{free_port()}"], profile=constant("clients", 1, 1),
-                                         wait_ready=600, timeout=2))
+    generator = LoadGenerator(
+        LoadConfig(targets=[f"127.0.0.1:{free_port()}"], profile=constant("clients", 1, 1), wait_ready=600, timeout=2)
+    )
     errors: list[Exception] = []
 
     def run() -> None:
@@ -255,17 +312,41 @@ def served(triton: TritonProcess) -> float:
     """Requests the test model has answered so far, from Triton's metrics."""
     with urllib.request.urlopen(triton.metrics_url, timeout=5) as response:
         text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("nv_inference_request_success{") and f'model="{MODEL}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nv_inference_request_success{") and f'model="{MODEL}"' in line
+    )
 
 
-def test_sigterm_drains_reports_and_exits_cleanly_like_a_client_pod_stopping(triton: TritonProcess, tmp_path: Path) -> None:
+def test_sigterm_drains_reports_and_exits_cleanly_like_a_client_pod_stopping(
+    triton: TritonProcess, tmp_path: Path
+) -> None:
     report = tmp_path / "run.json"
     before = served(triton)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmprep.cli", "load", "--url", url(triton, "grpc"), "--model", MODEL,
-         "--concurrency", "2", "--duration", "forever", "--output-tokens", "4", "--report", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        [
+            sys.executable,
+            "-m",
+            "llmprep.cli",
+            "load",
+            "--url",
+            url(triton, "grpc"),
+            "--model",
+            MODEL,
+            "--concurrency",
+            "2",
+            "--duration",
+            "forever",
+            "--output-tokens",
+            "4",
+            "--report",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
     )
     try:
         deadline = time.monotonic() + 60

@@ -31,8 +31,7 @@ def test_profile_stages_read_the_same_in_mapping_and_one_line_form(stages: list,
 
 
 @pytest.mark.parametrize(
-    ("t", "level"),
-    [(0, 1.0), (30, 4.5), (60, 8.0), (179.9, 8.0), (180, 2.0), (239.9, 2.0), (240, None)],
+    ("t", "level"), [(0, 1.0), (30, 4.5), (60, 8.0), (179.9, 8.0), (180, 2.0), (239.9, 2.0), (240, None)]
 )
 def test_the_level_follows_ramp_hold_and_step(t: float, level: float | None) -> None:
     profile = parse_profile({"stages": ["ramp 1 -> 8 over 60s", "hold 120s", "step to 2 for 60s"]})

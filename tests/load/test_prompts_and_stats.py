@@ -45,14 +45,19 @@ def test_a_jsonl_file_gives_prompts_with_their_own_output_lengths(tmp_path: Path
     path.write_text('{"text": "one two three", "output_tokens": 9}\n\n{"text_input": "four five"}\n')
     prompts = load_prompts(path, output_tokens=16)
     assert [(p.text, p.input_tokens, p.output_tokens) for p in prompts] == [
-        ("one two three", 3, 9), ("four five", 2, 16)
+        ("one two three", 3, 9),
+        ("four five", 2, 16),
     ]
 
 
 @pytest.mark.parametrize(
     ("line", "field"),
-    [("not json", "line 1"), ('{"txt": "x"}', "line 1.text"), ('{"text": "x", "output_tokens": 0}', "line 1.output_tokens"),
-     ("[1, 2]", "line 1")],
+    [
+        ("not json", "line 1"),
+        ('{"txt": "x"}', "line 1.text"),
+        ('{"text": "x", "output_tokens": 0}', "line 1.output_tokens"),
+        ("[1, 2]", "line 1"),
+    ],
 )
 def test_a_bad_jsonl_line_is_named(tmp_path: Path, line: str, field: str) -> None:
     path = tmp_path / "p.jsonl"
@@ -62,7 +67,9 @@ def test_a_bad_jsonl_line_is_named(tmp_path: Path, line: str, field: str) -> Non
 
 
 @pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 95, 99, 100])
-@pytest.mark.parametrize("values", [[5.0], [1.0, 2.0], [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0], list(np.linspace(0, 1, 101))])
+@pytest.mark.parametrize(
+    "values", [[5.0], [1.0, 2.0], [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0], list(np.linspace(0, 1, 101))]
+)
 def test_percentiles_match_numpys_linear_method(values: list[float], q: float) -> None:
     assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
 
@@ -100,13 +107,17 @@ def test_a_window_reports_one_second_and_starts_afresh() -> None:
     assert (again.completed, again.total_completed, again.total_errors) == (0, 3, 1)
 
 
-@pytest.mark.parametrize(("first", "last", "n", "itl"), [
-    (1.0, 1.4, 5, 0.1),  # five responses: four gaps between the first and the last
-    (2.0, 2.3, 2, 0.3),  # two responses: one gap
-    (1.0, 1.0, 1, None),  # one response: no gap to measure
-])
-def test_inter_token_latency_is_the_mean_gap_between_responses(first: float, last: float, n: int,
-                                                                itl: float | None) -> None:
+@pytest.mark.parametrize(
+    ("first", "last", "n", "itl"),
+    [
+        (1.0, 1.4, 5, 0.1),  # five responses: four gaps between the first and the last
+        (2.0, 2.3, 2, 0.3),  # two responses: one gap
+        (1.0, 1.0, 1, None),  # one response: no gap to measure
+    ],
+)
+def test_inter_token_latency_is_the_mean_gap_between_responses(
+    first: float, last: float, n: int, itl: float | None
+) -> None:
     from llmprep.load.clients import _sample as make_sample
     from llmprep.load.prompts import Prompt
 

@@ -38,8 +38,15 @@ PROMPT = Prompt("a b c", 3, 12)
     ("config", "expected"),
     [
         (ENSEMBLE, {"text_input": "a b c", "max_tokens": 12, "min_length": 12, "stream": True}),
-        (LLMAPI, {"text_input": "a b c", "sampling_param_max_tokens": 12, "streaming": True,
-                  "sampling_param_exclude_input_from_output": True}),
+        (
+            LLMAPI,
+            {
+                "text_input": "a b c",
+                "sampling_param_max_tokens": 12,
+                "streaming": True,
+                "sampling_param_exclude_input_from_output": True,
+            },
+        ),
     ],
 )
 def test_each_model_layout_gets_its_own_input_names(config: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -71,7 +78,10 @@ def test_an_extra_input_is_typed_by_the_model_config() -> None:
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [({"bogus": "1"}, "--extra-input bogus: model 'm' has no input"), ({"end_id": "x"}, "--extra-input end_id: 'x' is not")],
+    [
+        ({"bogus": "1"}, "--extra-input bogus: model 'm' has no input"),
+        ({"end_id": "x"}, "--extra-input end_id: 'x' is not"),
+    ],
 )
 def test_a_bad_extra_input_names_itself(extra: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message):

@@ -73,9 +73,17 @@ class TritonPod:
     export them (model, version; request_type; kv_cache_block_type).
     """
 
-    def __init__(self, requests_per_s: float = 4.0, queue_us: float = 3000.0, compute_us: float = 2000.0,
-                 waiting: float = 3.0, kv_fraction: float = 0.4, pending: float = 2.0, queued: float = 6.0,
-                 in_flight: float = 13.0) -> None:
+    def __init__(
+        self,
+        requests_per_s: float = 4.0,
+        queue_us: float = 3000.0,
+        compute_us: float = 2000.0,
+        waiting: float = 3.0,
+        kv_fraction: float = 0.4,
+        pending: float = 2.0,
+        queued: float = 6.0,
+        in_flight: float = 13.0,
+    ) -> None:
         self.start = time.monotonic() - 1.0
         self.requests_per_s, self.queue_us, self.compute_us = requests_per_s, queue_us, compute_us
         self.waiting, self.kv_fraction, self.pending = waiting, kv_fraction, pending
@@ -88,38 +96,81 @@ class TritonPod:
         buckets = [(1, 0.0), (10, 0.2), (100, 0.7), (1000, 0.95), (5000, 1.0)]
         first_response = [({"model": "ensemble", "version": "1", "le": str(le)}, n * share) for le, share in buckets]
         first_response.append(({"model": "ensemble", "version": "1", "le": "+Inf"}, n))
-        return exposition([
-            ("nv_inference_request_success", "counter", [(m, n) for m in per_model]),
-            ("nv_inference_request_failure", "counter", [({**m, "reason": "REJECTED"}, n * 0.01) for m in per_model]),
-            ("nv_inference_count", "counter", [(m, n) for m in per_model]),
-            ("nv_inference_exec_count", "counter", [(m, n) for m in per_model]),
-            ("nv_inference_request_duration_us", "counter",
-             [(m, n * (self.queue_us + self.compute_us + 100)) for m in per_model]),
-            ("nv_inference_queue_duration_us", "counter", [(m, n * self.queue_us) for m in per_model]),
-            ("nv_inference_compute_infer_duration_us", "counter", [(m, n * self.compute_us) for m in per_model]),
-            ("nv_inference_pending_request_count", "gauge", [(m, self.pending) for m in per_model]),
-            ("nv_inference_first_response_histogram_ms_bucket", "counter", first_response),
-            ("nv_inference_first_response_histogram_ms_count", "counter", [({"model": "ensemble", "version": "1"}, n)]),
-            ("nv_inference_first_response_histogram_ms_sum", "counter", [({"model": "ensemble", "version": "1"}, n * 80)]),
-            ("nv_trt_llm_request_metrics", "gauge", [
-                ({"model": "tensorrt_llm", "version": "1", "request_type": t}, v)
-                # As the backend reports them: active = scheduled + waiting, at most max (model_instance_state.cc:1441).
-                for t, v in (("waiting", self.waiting), ("scheduled", 4), ("context", 1), ("active", 4 + self.waiting),
-                             ("max", 8 + self.waiting))
-            ]),
-            # Our own families (llmprep/templates): the executor's queue, and requests in flight counted where
-            # they enter (preprocessing) and leave (postprocessing, with the final response): the pod's sum is net.
-            ("llmprep_executor_queued_requests", "gauge", [({"model": "tensorrt_llm", "version": "1"}, self.queued)]),
-            ("llmprep_requests_in_flight", "gauge", [
-                ({"model": "preprocessing", "version": "1"}, self.in_flight + 5),
-                ({"model": "postprocessing", "version": "1"}, -5),
-            ]),
-            ("nv_trt_llm_kv_cache_block_metrics", "gauge", [
-                ({"model": "tensorrt_llm", "version": "1", "kv_cache_block_type": t}, v)
-                for t, v in (("fraction", self.kv_fraction), ("used", 400 * self.kv_fraction),
-                             ("free", 400 * (1 - self.kv_fraction)), ("max", 400), ("tokens_per", 64))
-            ]),
-        ])
+        return exposition(
+            [
+                ("nv_inference_request_success", "counter", [(m, n) for m in per_model]),
+                (
+                    "nv_inference_request_failure",
+                    "counter",
+                    [({**m, "reason": "REJECTED"}, n * 0.01) for m in per_model],
+                ),
+                ("nv_inference_count", "counter", [(m, n) for m in per_model]),
+                ("nv_inference_exec_count", "counter", [(m, n) for m in per_model]),
+                (
+                    "nv_inference_request_duration_us",
+                    "counter",
+                    [(m, n * (self.queue_us + self.compute_us + 100)) for m in per_model],
+                ),
+                ("nv_inference_queue_duration_us", "counter", [(m, n * self.queue_us) for m in per_model]),
+                ("nv_inference_compute_infer_duration_us", "counter", [(m, n * self.compute_us) for m in per_model]),
+                ("nv_inference_pending_request_count", "gauge", [(m, self.pending) for m in per_model]),
+                ("nv_inference_first_response_histogram_ms_bucket", "counter", first_response),
+                (
+                    "nv_inference_first_response_histogram_ms_count",
+                    "counter",
+                    [({"model": "ensemble", "version": "1"}, n)],
+                ),
+                (
+                    "nv_inference_first_response_histogram_ms_sum",
+                    "counter",
+                    [({"model": "ensemble", "version": "1"}, n * 80)],
+                ),
+                (
+                    "nv_trt_llm_request_metrics",
+                    "gauge",
+                    [
+                        ({"model": "tensorrt_llm", "version": "1", "request_type": t}, v)
+                        # As the backend reports them: active = scheduled + waiting, at most max (model_instance_state.cc:1441).
+                        for t, v in (
+                            ("waiting", self.waiting),
+                            ("scheduled", 4),
+                            ("context", 1),
+                            ("active", 4 + self.waiting),
+                            ("max", 8 + self.waiting),
+                        )
+                    ],
+                ),
+                # Our own families (llmprep/templates): the executor's queue, and requests in flight counted where
+                # they enter (preprocessing) and leave (postprocessing, with the final response): the pod's sum is net.
+                (
+                    "llmprep_executor_queued_requests",
+                    "gauge",
+                    [({"model": "tensorrt_llm", "version": "1"}, self.queued)],
+                ),
+                (
+                    "llmprep_requests_in_flight",
+                    "gauge",
+                    [
+                        ({"model": "preprocessing", "version": "1"}, self.in_flight + 5),
+                        ({"model": "postprocessing", "version": "1"}, -5),
+                    ],
+                ),
+                (
+                    "nv_trt_llm_kv_cache_block_metrics",
+                    "gauge",
+                    [
+                        ({"model": "tensorrt_llm", "version": "1", "kv_cache_block_type": t}, v)
+                        for t, v in (
+                            ("fraction", self.kv_fraction),
+                            ("used", 400 * self.kv_fraction),
+                            ("free", 400 * (1 - self.kv_fraction)),
+                            ("max", 400),
+                            ("tokens_per", 64),
+                        )
+                    ],
+                ),
+            ]
+        )
 
 
 def cluster_metrics(namespace: str, release: str, pods: Iterable[str]) -> str:
@@ -128,18 +179,31 @@ def cluster_metrics(namespace: str, release: str, pods: Iterable[str]) -> str:
     hpa = {"namespace": namespace, "horizontalpodautoscaler": release}
     deployment = {"namespace": namespace, "deployment": release}
     gpus = [
-        {"gpu": str(i), "UUID": f"GPU-{i:04d}", "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "node-1",
-         "namespace": namespace, "pod": pod, "container": "triton"}
+        {
+            "gpu": str(i),
+            "UUID": f"GPU-{i:04d}",
+            "modelName": "NVIDIA H100 80GB HBM3",
+            "Hostname": "node-1",
+            "namespace": namespace,
+            "pod": pod,
+            "container": "triton",
+        }
         for i, pod in enumerate(pods)
     ]
-    return exposition([
-        ("kube_horizontalpodautoscaler_status_current_replicas", "gauge", [(hpa, len(pods))]),
-        ("kube_horizontalpodautoscaler_status_desired_replicas", "gauge", [(hpa, len(pods) + 1)]),
-        ("kube_horizontalpodautoscaler_spec_min_replicas", "gauge", [(hpa, 1)]),
-        ("kube_horizontalpodautoscaler_spec_max_replicas", "gauge", [(hpa, 4)]),
-        ("kube_deployment_status_replicas_available", "gauge", [(deployment, len(pods))]),
-        ("kube_pod_status_ready", "gauge", [({"namespace": namespace, "pod": p, "condition": "true"}, 1) for p in pods]),
-        ("DCGM_FI_DEV_GPU_UTIL", "gauge", [(g, 87) for g in gpus]),
-        ("DCGM_FI_DEV_FB_USED", "gauge", [(g, 61000) for g in gpus]),
-        ("DCGM_FI_DEV_FB_FREE", "gauge", [(g, 19000) for g in gpus]),
-    ])
+    return exposition(
+        [
+            ("kube_horizontalpodautoscaler_status_current_replicas", "gauge", [(hpa, len(pods))]),
+            ("kube_horizontalpodautoscaler_status_desired_replicas", "gauge", [(hpa, len(pods) + 1)]),
+            ("kube_horizontalpodautoscaler_spec_min_replicas", "gauge", [(hpa, 1)]),
+            ("kube_horizontalpodautoscaler_spec_max_replicas", "gauge", [(hpa, 4)]),
+            ("kube_deployment_status_replicas_available", "gauge", [(deployment, len(pods))]),
+            (
+                "kube_pod_status_ready",
+                "gauge",
+                [({"namespace": namespace, "pod": p, "condition": "true"}, 1) for p in pods],
+            ),
+            ("DCGM_FI_DEV_GPU_UTIL", "gauge", [(g, 87) for g in gpus]),
+            ("DCGM_FI_DEV_FB_USED", "gauge", [(g, 61000) for g in gpus]),
+            ("DCGM_FI_DEV_FB_FREE", "gauge", [(g, 19000) for g in gpus]),
+        ]
+    )

@@ -21,14 +21,28 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
-ROUTE = re.compile(r"^/(?:api/v1|apis/(?P<group>[\w.]+)/(?P<version>\w+))/namespaces/(?P<ns>[^/]+)/(?P<resource>\w+)(?:/(?P<name>[^/]+))?$")
-KINDS = {"horizontalpodautoscalers": "HorizontalPodAutoscaler", "deployments": "Deployment", "pods": "Pod",
-         "events": "Event"}
+ROUTE = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[\w.]+)/(?P<version>\w+))/namespaces/(?P<ns>[^/]+)/(?P<resource>\w+)(?:/(?P<name>[^/]+))?$"
+)
+KINDS = {
+    "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "deployments": "Deployment",
+    "pods": "Pod",
+    "events": "Event",
+}
 
 
 def _status(code: int, reason: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "details": details, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": details,
+        "code": code,
+    }
 
 
 def _labels_match(selector: str, labels: dict[str, str]) -> bool:
@@ -94,8 +108,10 @@ class FakeKubernetes:
         if resource in self.forbidden:
             qualified = f"{resource}.{group}" if group else resource
             what = f'{qualified} "{name}"' if name else qualified
-            message = (f'{what} is forbidden: User "{self.user}" cannot {"get" if name else "list"} resource '
-                       f'"{resource}" in API group "{group}" in the namespace "{ns}"')
+            message = (
+                f'{what} is forbidden: User "{self.user}" cannot {"get" if name else "list"} resource '
+                f'"{resource}" in API group "{group}" in the namespace "{ns}"'
+            )
             return 403, _status(403, "Forbidden", message, {"kind": resource, **({"name": name} if name else {})})
         path = self.scenario / f"{resource}.json"
         items: list[dict[str, Any]] = json.loads(path.read_text())["items"] if path.exists() else []
@@ -104,24 +120,40 @@ class FakeKubernetes:
             for item in items:
                 if item["metadata"]["name"] == name:
                     return 200, item
-            return 404, _status(404, "NotFound", f'{resource}{"." + group if group else ""} "{name}" not found',
-                                {"name": name, "kind": resource, **({"group": group} if group else {})})
+            return 404, _status(
+                404,
+                "NotFound",
+                f'{resource}{"." + group if group else ""} "{name}" not found',
+                {"name": name, "kind": resource, **({"group": group} if group else {})},
+            )
         query = parse_qs(url.query)
         if "labelSelector" in query:
             items = [i for i in items if _labels_match(query["labelSelector"][0], i["metadata"].get("labels") or {})]
         if "fieldSelector" in query:
             items = [i for i in items if _fields_match(query["fieldSelector"][0], i)]
         version = f"{group}/{route['version']}" if group else "v1"
-        return 200, {"kind": f"{KINDS.get(resource, resource)}List", "apiVersion": version,
-                     "metadata": {"resourceVersion": "1"}, "items": items}
+        return 200, {
+            "kind": f"{KINDS.get(resource, resource)}List",
+            "apiVersion": version,
+            "metadata": {"resourceVersion": "1"},
+            "items": items,
+        }
 
     def kubeconfig(self, path: Path, namespace: str = "llm") -> Path:
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "viewer", "user": {"token": "not-a-secret"}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "viewer", "namespace": namespace}}],
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "viewer", "user": {"token": "not-a-secret"}}],
+                    "contexts": [
+                        {"name": "fake", "context": {"cluster": "fake", "user": "viewer", "namespace": namespace}}
+                    ],
+                }
+            )
+        )
         return path
 
     def __enter__(self) -> FakeKubernetes:

@@ -76,7 +76,11 @@ def test_label_values_are_quoted_like_go_percent_q(value: str, quoted: str) -> N
     [
         (["a"], None, 'sum(s{namespace="ns",kubernetes_pod="a"}) by (kubernetes_pod)'),
         (["a", "b"], None, 'sum(s{namespace="ns",kubernetes_pod=~"a|b"}) by (kubernetes_pod)'),
-        (["a"], {"model": "m", "app": "x"}, 'sum(s{app="x",model="m",namespace="ns",kubernetes_pod="a"}) by (kubernetes_pod)'),
+        (
+            ["a"],
+            {"model": "m", "app": "x"},
+            'sum(s{app="x",model="m",namespace="ns",kubernetes_pod="a"}) by (kubernetes_pod)',
+        ),
     ],
 )
 def test_label_matchers_put_the_selector_then_namespace_then_pods(
@@ -100,8 +104,9 @@ def test_label_matchers_put_the_selector_then_namespace_then_pods(
 def test_series_names_map_to_api_names_as_the_adapter_names_them(
     matches: str, as_: str, filters: tuple[tuple[str, str], ...], series: str, name: str | None
 ) -> None:
-    rule = AdapterRule(series_query="{}", metrics_query="<<.Series>>", name_matches=matches, name_as=as_,
-                       filters=filters)
+    rule = AdapterRule(
+        series_query="{}", metrics_query="<<.Series>>", name_matches=matches, name_as=as_, filters=filters
+    )
     assert rule.api_name(series) == name
 
 

@@ -83,7 +83,9 @@ def test_the_pod_variable_lists_the_release_pods(release: Release) -> None:
 def test_the_chart_renders_the_dashboard_into_a_configmap_grafanas_sidecar_imports() -> None:
     values = chart.merge_values([], ["triton.image.name=registry.example/llmprep-triton:26.07"])
     (configmap,) = chart.find(chart.render(values, release="gpt2", namespace="llm"), "ConfigMap", "gpt2-dashboards")
-    sidecar = yaml.safe_load((ROOT / "monitoring" / "kube-prometheus-stack.values.yaml").read_text())["grafana"]["sidecar"]
+    sidecar = yaml.safe_load((ROOT / "monitoring" / "kube-prometheus-stack.values.yaml").read_text())["grafana"][
+        "sidecar"
+    ]
     label = sidecar["dashboards"]["label"]
     assert configmap["metadata"]["labels"][label] == sidecar["dashboards"]["labelValue"]
     assert json.loads(configmap["data"]["llmprep-triton.json"]) == DASHBOARD

@@ -11,7 +11,8 @@ from tests.conftest import ROOT
 
 def stats_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "llmprep_stats_in_flight", ROOT / "llmprep" / "templates" / "common" / "llmprep_stats.py")
+        "llmprep_stats_in_flight", ROOT / "llmprep" / "templates" / "common" / "llmprep_stats.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -86,7 +86,10 @@ def test_the_namespace_option_moves_the_metrics_services_and_the_adapters_promet
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--bogus"], "error: unknown option --bogus (see --help)"), (["--namespace"], "error: --namespace needs a value")],
+    [
+        (["--bogus"], "error: unknown option --bogus (see --help)"),
+        (["--namespace"], "error: --namespace needs a value"),
+    ],
 )
 def test_bad_options_are_one_line_errors_with_exit_code_2(args: list[str], message: str) -> None:
     result = install(*args)
@@ -153,12 +156,22 @@ exit 0
 
 
 def release(name: str, namespace: str, chart: str) -> str:
-    return (f'{{"name":"{name}","namespace":"{namespace}","revision":"3","updated":"2026-11-02 10:00:00 +0000 UTC",'
-            f'"status":"deployed","chart":"{chart}","app_version":"v0.12.0"}}')
+    return (
+        f'{{"name":"{name}","namespace":"{namespace}","revision":"3","updated":"2026-11-02 10:00:00 +0000 UTC",'
+        f'"status":"deployed","chart":"{chart}","app_version":"v0.12.0"}}'
+    )
 
 
-THEIRS = "[" + ",".join([release("kps", "observability", "kube-prometheus-stack-72.6.2"),
-                         release("custom-metrics", "observability", "prometheus-adapter-4.11.0")]) + "]"
+THEIRS = (
+    "["
+    + ",".join(
+        [
+            release("kps", "observability", "kube-prometheus-stack-72.6.2"),
+            release("custom-metrics", "observability", "prometheus-adapter-4.11.0"),
+        ]
+    )
+    + "]"
+)
 
 
 def test_an_adapter_with_its_own_rules_is_never_upgraded_or_joined_by_a_second(tmp_path: Path) -> None:
@@ -175,7 +188,7 @@ def test_the_script_prints_exactly_the_rules_to_add_to_the_existing_adapter(tmp_
     path, _ = cluster_helm(tmp_path, THEIRS, {"custom-metrics": EXISTING_VALUES})
     out = install(path=path).stdout
     assert "prometheus-adapter release custom-metrics (namespace observability) was not installed by this script" in out
-    printed = yaml.safe_load(out[out.index("The entries to add:") + len("The entries to add:"):out.index("\ndone:")])
+    printed = yaml.safe_load(out[out.index("The entries to add:") + len("The entries to add:") : out.index("\ndone:")])
     ours = yaml.safe_load((MONITORING / "prometheus-adapter.values.yaml").read_text())["rules"]["custom"]
     assert printed == ours
     assert "helm upgrade custom-metrics prometheus-community/prometheus-adapter -n observability --reuse-values" in out

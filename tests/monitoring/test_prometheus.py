@@ -59,9 +59,7 @@ def gauge(value: float) -> str:
     return exposition([("demo_value", "gauge", [({}, value)])])
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(1.0, "1s"), (0.5, "500ms"), (15, "15s"), (90, "90s"), (2.25, "2250ms")]
-)
+@pytest.mark.parametrize(("seconds", "text"), [(1.0, "1s"), (0.5, "500ms"), (15, "15s"), (90, "90s"), (2.25, "2250ms")])
 def test_durations_are_written_in_prometheus_units(seconds: float, text: str) -> None:
     assert duration(seconds) == text
 
@@ -73,16 +71,18 @@ def test_a_duration_that_is_not_positive_is_refused(seconds: float) -> None:
 
 
 def test_the_config_has_one_job_per_name_with_target_labels_and_intervals(tmp_path: Path) -> None:
-    config = yaml.safe_load(render_config(
-        [
-            ScrapeTarget("127.0.0.1:1", labels={"namespace": "ns", "pod": "a"}),
-            ScrapeTarget("127.0.0.1:2", labels={"namespace": "ns", "pod": "b"}),
-            ScrapeTarget("127.0.0.1:3", job="dcgm", interval_s=5),
-        ],
-        [tmp_path / "rules.yaml"],
-        scrape_interval_s=1,
-        evaluation_interval_s=2,
-    ))
+    config = yaml.safe_load(
+        render_config(
+            [
+                ScrapeTarget("127.0.0.1:1", labels={"namespace": "ns", "pod": "a"}),
+                ScrapeTarget("127.0.0.1:2", labels={"namespace": "ns", "pod": "b"}),
+                ScrapeTarget("127.0.0.1:3", job="dcgm", interval_s=5),
+            ],
+            [tmp_path / "rules.yaml"],
+            scrape_interval_s=1,
+            evaluation_interval_s=2,
+        )
+    )
     assert config["global"]["evaluation_interval"] == "2s"
     assert config["rule_files"] == [str(tmp_path / "rules.yaml")]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -101,9 +101,12 @@ def scraping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusSer
     """One Prometheus scraping one exporter (labels as a PodMonitor sets them) with one rule file."""
     rules = tmp_path_factory.mktemp("rules") / "rules.yaml"
     rules.write_text(GOOD_RULES)
-    with Exporter(lambda: gauge(42)) as exporter, PrometheusServer(
-        targets=[ScrapeTarget(exporter.address, labels={"namespace": "ns", "pod": "pod-a"})], rule_files=[rules]
-    ) as prom:
+    with (
+        Exporter(lambda: gauge(42)) as exporter,
+        PrometheusServer(
+            targets=[ScrapeTarget(exporter.address, labels={"namespace": "ns", "pod": "pod-a"})], rule_files=[rules]
+        ) as prom,
+    ):
         prom.wait_for("demo_value")
         yield prom
 
@@ -128,9 +131,11 @@ def test_rule_files_are_loaded_and_recorded_series_appear(scraping: PrometheusSe
 
 @pytest.mark.slow
 def test_targets_are_added_and_removed_while_prometheus_runs() -> None:
-    with Exporter(lambda: gauge(1)) as a, Exporter(lambda: gauge(2)) as b, PrometheusServer(
-        targets=[ScrapeTarget(a.address, labels={"pod": "a"})]
-    ) as prom:
+    with (
+        Exporter(lambda: gauge(1)) as a,
+        Exporter(lambda: gauge(2)) as b,
+        PrometheusServer(targets=[ScrapeTarget(a.address, labels={"pod": "a"})]) as prom,
+    ):
         prom.wait_for("demo_value")
         prom.add_target(ScrapeTarget(b.address, labels={"pod": "b"}))
         both = prom.wait_for("demo_value", lambda r: len(r) == 2)

@@ -22,8 +22,10 @@ from llmprep.lab.prometheus import test_rules as promtool_test_rules
 from tests.conftest import ROOT
 from tests.monitoring.conftest import NAMESPACE, chart_rules
 
-pytestmark = pytest.mark.skipif(not any((Path(d) / "promtool").exists() for d in os.environ["PATH"].split(":")),
-                                reason="promtool is not installed (make system-packages)")
+pytestmark = pytest.mark.skipif(
+    not any((Path(d) / "promtool").exists() for d in os.environ["PATH"].split(":")),
+    reason="promtool is not installed (make system-packages)",
+)
 
 TABLE = list(csv.DictReader((ROOT / "tests" / "data" / "triton_latency_metrics.csv").open()))
 PODS = ("gpt2-7d9c-abcde", "gpt2-7d9c-fghij")
@@ -82,16 +84,22 @@ def expect(rules_file: Path, input_series: list[dict[str, str]], signal: str, va
     spec = {
         "rule_files": [str(rules_file)],
         "evaluation_interval": "6s",
-        "tests": [{
-            "interval": f"{STEP}s",
-            "input_series": input_series,
-            "promql_expr_test": [{
-                "expr": signal,
-                "eval_time": "5m",
-                "exp_samples": [{"labels": f'{signal}{{namespace="{NAMESPACE}",pod="{pod}"}}', "value": value}
-                                for pod, value in zip(PODS, values, strict=True)],
-            }],
-        }],
+        "tests": [
+            {
+                "interval": f"{STEP}s",
+                "input_series": input_series,
+                "promql_expr_test": [
+                    {
+                        "expr": signal,
+                        "eval_time": "5m",
+                        "exp_samples": [
+                            {"labels": f'{signal}{{namespace="{NAMESPACE}",pod="{pod}"}}', "value": value}
+                            for pod, value in zip(PODS, values, strict=True)
+                        ],
+                    }
+                ],
+            }
+        ],
     }
     path = rules_file.parent / f"test-{signal.replace(':', '_')}-{abs(hash(str(input_series)))}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -126,16 +134,22 @@ def test_time_to_first_response_is_the_95th_percentile_of_the_slowest_model_per_
     # and must not pull the pod's value down.
     def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
         slow = {"500": 10.0} if j % 2 == 0 else {"2000": 4.0}
-        return (histogram(namespace, pod, "ensemble", slow)
-                + histogram(namespace, pod, "preprocessing", {"100": 40.0}))
+        return histogram(namespace, pod, "ensemble", slow) + histogram(namespace, pod, "preprocessing", {"100": 40.0})
+
     expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (480, 1925))
 
 
 def test_time_to_first_response_is_zero_not_missing_when_a_pod_is_idle(rules_file: Path) -> None:
     def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
-        return [series(f"{FAMILY}_{kind}", namespace, pod, "7x40", model="ensemble", version="1", **extra)
-                for kind, extra in [*(("bucket", {"le": f"{b:g}"}) for b in BOUNDS),
-                                    ("bucket", {"le": "+Inf"}), ("count", {})]]
+        return [
+            series(f"{FAMILY}_{kind}", namespace, pod, "7x40", model="ensemble", version="1", **extra)
+            for kind, extra in [
+                *(("bucket", {"le": f"{b:g}"}) for b in BOUNDS),
+                ("bucket", {"le": "+Inf"}),
+                ("count", {}),
+            ]
+        ]
+
     expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (0, 0))
 
 
@@ -143,6 +157,7 @@ def test_time_to_first_response_stops_at_the_last_finite_bucket(rules_file: Path
     # Everything slower than 5000 ms: Prometheus answers the highest finite bound, as docs/monitoring.md says.
     def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
         return histogram(namespace, pod, "ensemble", {"+Inf": 3.0} if j % 2 == 0 else {"5000": 3.0})
+
     expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (BOUNDS[-1], 4850))  # 2000 + 0.95 x 3000
 
 
@@ -150,16 +165,30 @@ def test_batch_fullness_is_active_over_max_per_pod(rules_file: Path) -> None:
     # As the backend reports them: waiting is part of active, scheduled = active - waiting (model_instance_state.cc:1441).
     def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
         active, maximum = (6, 8) if j % 2 == 0 else (8, 8)
-        return [series("nv_trt_llm_request_metrics", namespace, pod, f"{v}x40", model="tensorrt_llm", version="1",
-                       request_type=t)
-                for t, v in (("active", active), ("max", maximum), ("waiting", 1), ("scheduled", active - 1))]
+        return [
+            series(
+                "nv_trt_llm_request_metrics",
+                namespace,
+                pod,
+                f"{v}x40",
+                model="tensorrt_llm",
+                version="1",
+                request_type=t,
+            )
+            for t, v in (("active", active), ("max", maximum), ("waiting", 1), ("scheduled", active - 1))
+        ]
+
     expect(rules_file, everywhere(make), "trtllm:batch:fullness", (0.75, 1))
 
 
 def test_the_executors_queue_is_our_families_sum_per_pod(rules_file: Path) -> None:
     def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
-        return [series("llmprep_executor_queued_requests", namespace, pod, f"{3 + 4 * j}x40", model="tensorrt_llm",
-                       version="1")]
+        return [
+            series(
+                "llmprep_executor_queued_requests", namespace, pod, f"{3 + 4 * j}x40", model="tensorrt_llm", version="1"
+            )
+        ]
+
     expect(rules_file, everywhere(make), "trtllm:requests_queued", (3, 7))
 
 
@@ -167,13 +196,17 @@ def test_requests_in_flight_add_up_over_the_models_that_count_entry_and_exit(rul
     # Entered in preprocessing (+), left in postprocessing with the final response (-): 9 - 2 and 12 - 0.
     def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
         entered, left = (9, -2) if j % 2 == 0 else (12, 0)
-        return [series("llmprep_requests_in_flight", namespace, pod, f"{entered}x40", model="preprocessing", version="1"),
-                series("llmprep_requests_in_flight", namespace, pod, f"{left}x40", model="postprocessing", version="1")]
+        return [
+            series("llmprep_requests_in_flight", namespace, pod, f"{entered}x40", model="preprocessing", version="1"),
+            series("llmprep_requests_in_flight", namespace, pod, f"{left}x40", model="postprocessing", version="1"),
+        ]
+
     expect(rules_file, everywhere(make), "llmprep:requests_in_flight", (7, 12))
 
 
 def test_a_wrong_expectation_fails_under_promtool(rules_file: Path) -> None:
     def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
         return [series("llmprep_executor_queued_requests", namespace, pod, "3x40", model="tensorrt_llm", version="1")]
+
     with pytest.raises(PrometheusError, match="fail"):
         expect(rules_file, everywhere(make), "trtllm:requests_queued", (3, 4))

@@ -71,7 +71,11 @@ def test_replicas_readiness_and_only_this_releases_objects_are_shown(cluster: tu
     status = status_of(cluster)
     (hpa,) = status.autoscalers
     assert (hpa.name, hpa.target, hpa.current_replicas, hpa.desired_replicas) == ("gpt2", "Deployment/gpt2", 2, 3)
-    assert [(p.name.rsplit("-", 1)[1], p.ready) for p in status.pods] == [("m2c9d", False), ("q8v7n", True), ("x4k2p", True)]
+    assert [(p.name.rsplit("-", 1)[1], p.ready) for p in status.pods] == [
+        ("m2c9d", False),
+        ("q8v7n", True),
+        ("x4k2p", True),
+    ]
     assert status.problems == []
 
 
@@ -104,9 +108,9 @@ def test_rbac_denials_are_one_line_each_and_the_rest_is_still_shown(cluster: tup
     status = status_of(cluster)
     assert status.autoscalers and status.autoscalers[0].metrics
     assert status.problems == [
-        'cannot read events of HPA gpt2 in namespace llm: forbidden by RBAC (events is forbidden: User '
+        "cannot read events of HPA gpt2 in namespace llm: forbidden by RBAC (events is forbidden: User "
         '"system:serviceaccount:llm:viewer" cannot list resource "events" in API group "" in the namespace "llm")',
-        'cannot read pods in namespace llm: forbidden by RBAC (pods is forbidden: User '
+        "cannot read pods in namespace llm: forbidden by RBAC (pods is forbidden: User "
         '"system:serviceaccount:llm:viewer" cannot list resource "pods" in API group "" in the namespace "llm")',
     ]
 
@@ -117,7 +121,7 @@ def test_a_denied_hpa_list_is_one_line_and_pods_are_found_by_the_release_label(
 ) -> None:
     status = status_of(cluster)
     assert status.problems == [
-        'cannot read HorizontalPodAutoscalers in namespace llm: forbidden by RBAC (horizontalpodautoscalers.autoscaling '
+        "cannot read HorizontalPodAutoscalers in namespace llm: forbidden by RBAC (horizontalpodautoscalers.autoscaling "
         'is forbidden: User "system:serviceaccount:llm:viewer" cannot list resource "horizontalpodautoscalers" in API '
         'group "autoscaling" in the namespace "llm")'
     ]

@@ -39,8 +39,20 @@ class Bench:
     release: Release
 
     def argv(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "llmprep.cli", "prepare", "--set", f"model.name={REPO}",
-                "--cache", str(self.cache_dir), "--hub-cache", str(self.hub_root), "--json", *extra]
+        return [
+            sys.executable,
+            "-m",
+            "llmprep.cli",
+            "prepare",
+            "--set",
+            f"model.name={REPO}",
+            "--cache",
+            str(self.cache_dir),
+            "--hub-cache",
+            str(self.hub_root),
+            "--json",
+            *extra,
+        ]
 
     def start(
         self,
@@ -64,8 +76,13 @@ class Bench:
         )
         return proc, run_id
 
-    def run(self, *extra: str, env: dict[str, str] | None = None, timeout: float = 120,
-            preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         proc, _run_id = self.start(*extra, env=env, preexec_fn=preexec_fn)
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -159,7 +176,11 @@ def entry_dirs(cache_dir: Path) -> list[tuple[Path, str]]:
 
 def broken_looking_valid(cache_dir: Path) -> list[str]:
     """Entries named like a finished one that do not verify deeply, and checkpoints whose record lies."""
-    bad = [str(path) for path, manifest in entry_dirs(cache_dir) if not cache.verify_entry(path, deep=True, manifest_name=manifest)]
+    bad = [
+        str(path)
+        for path, manifest in entry_dirs(cache_dir)
+        if not cache.verify_entry(path, deep=True, manifest_name=manifest)
+    ]
     for info in inventory.list_checkpoints(cache_dir):
         if info.state == "ok":
             meta = json.loads((info.path / hub.META).read_text())
@@ -202,7 +223,9 @@ def _hub_handler(files: dict[str, bytes], commit: str, hub: FakeHub) -> type[Bas
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             pass
 
-        def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False) -> None:
+        def _send(
+            self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False
+        ) -> None:
             self.send_response(status)
             for key, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
                 self.send_header(key, value)
@@ -218,8 +241,10 @@ def _hub_handler(files: dict[str, bytes], commit: str, hub: FakeHub) -> type[Bas
                 status, code, body = fail
                 self._send(status, body.encode(), {"X-Error-Code": code, "Content-Type": "application/json"}, head)
             elif path.startswith("/api/models/") and "/tree/" in path:
-                tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                        for name, data in files.items()]
+                tree = [
+                    {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                    for name, data in files.items()
+                ]
                 self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
             elif path.startswith("/api/models/") and "info" in hub.mode:  # a garbled answer, status 200
                 self._send(200, hub.mode["info"].encode(), {"Content-Type": "application/json"}, head)

@@ -69,7 +69,11 @@ BAD_FILES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("tab indentation", _write("model:\n\tname: gpt2\n"), "YAML"),
     ("a NaN threshold", _write("model:\n  name: gpt2\n  standin:\n    decodeMsPerStep: .nan\n"), "finite"),
     ("an infinite limit", _write("model:\n  name: gpt2\n  tensorrtLlm:\n    maxNumTokens: .inf\n"), "finite"),
-    ("a negative infinity", _write("model:\n  name: gpt2\n  repository:\n    kvCacheFreeGpuMemFraction: -.inf\n"), "finite"),
+    (
+        "a negative infinity",
+        _write("model:\n  name: gpt2\n  repository:\n    kvCacheFreeGpuMemFraction: -.inf\n"),
+        "finite",
+    ),
 ]
 
 # Only the model spec insists on string keys (Helm's values turn `1:` into "1").
@@ -78,7 +82,11 @@ SPEC_ONLY_FILES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("a boolean key", _write("model:\n  name: gpt2\n  true: a\n"), "not a string"),
     ("a null key", _write("model:\n  name: gpt2\n  ~: a\n"), "not a string"),
     ("a list as a key", _write("model:\n  ? [a, b]\n  : c\n"), "key"),
-    ("huge tensor", _write("model:\n  name: gpt2\n  tensorrtLlm:\n    parallelism:\n      tensor: 1000000000\n"), "tensor"),
+    (
+        "huge tensor",
+        _write("model:\n  name: gpt2\n  tensorrtLlm:\n    parallelism:\n      tensor: 1000000000\n"),
+        "tensor",
+    ),
     ("a token as pullSecret", _write(f"model:\n  name: gpt2\n  pullSecret: {TOKEN}\n"), "pullSecret"),
     ("an upper-case pullSecret", _write("model:\n  name: gpt2\n  pullSecret: MySecret\n"), "pullSecret"),
     ("a 10 MB data type", _write(f"model:\n  name: gpt2\n  tensorrtLlm:\n    dataType: {BIG}\n"), "dataType"),
@@ -119,8 +127,13 @@ def assert_one_line_error(code: int, err: str, word: str) -> None:
 @pytest.mark.parametrize("command", ["spec show", "prepare", "download", "chart template"])
 @pytest.mark.parametrize(("case", "make", "word"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
 def test_a_bad_values_file_is_one_line_exit_2_and_writes_nothing(
-    command: str, case: str, make: Callable[[Path], Path], word: str, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    command: str,
+    case: str,
+    make: Callable[[Path], Path],
+    word: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = make(tmp_path)
     if command == "chart template" and case.startswith("a NaN") or command == "chart template" and "infinit" in case:
@@ -133,8 +146,13 @@ def test_a_bad_values_file_is_one_line_exit_2_and_writes_nothing(
 @pytest.mark.parametrize("command", ["spec show", "prepare", "download"])
 @pytest.mark.parametrize(("case", "make", "word"), SPEC_ONLY_FILES, ids=[c[0] for c in SPEC_ONLY_FILES])
 def test_a_bad_model_spec_is_one_line_exit_2_and_writes_nothing(
-    command: str, case: str, make: Callable[[Path], Path], word: str, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    command: str,
+    case: str,
+    make: Callable[[Path], Path],
+    word: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, err = call(_commands(make(tmp_path), tmp_path)[command], monkeypatch, capsys)
     assert_one_line_error(code, err, word)
@@ -150,7 +168,7 @@ BAD_SETS = ["model..name=x", "model.name", "a[=1", "a[x]=1", "a[0=1", "a[9999999
 @pytest.mark.parametrize("command", ["spec show", "prepare", "chart template"])
 @pytest.mark.parametrize("expression", BAD_SETS)
 def test_a_set_expression_helm_refuses_is_refused_by_every_command(
-    command: str, expression: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    command: str, expression: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = {
         "spec show": ["spec", "show", "--set", "model.name=gpt2", "--set", expression],

@@ -102,8 +102,14 @@ def _state(path: Path) -> object:
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize(("case", "make", "words"), BAD_PATHS, ids=[c[0] for c in BAD_PATHS])
 def test_a_cache_path_that_cannot_be_a_cache_is_one_line_naming_path_uid_and_fix_exit_1(
-    command: str, case: str, make: Callable[[Path], Path], words: str, bench: Bench, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    command: str,
+    case: str,
+    make: Callable[[Path], Path],
+    words: str,
+    bench: Bench,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = make(tmp_path)
     before = (_state(path), _state(path.parent))
@@ -122,7 +128,7 @@ def test_a_cache_path_that_cannot_be_a_cache_is_one_line_naming_path_uid_and_fix
 
 @pytest.mark.parametrize("command", sorted(set(COMMANDS) - CREATORS))
 def test_a_missing_cache_is_one_line_for_every_command_that_only_uses_one(
-    command: str, bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    command: str, bench: Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "no-such" / "cache"
     code, err = call([*COMMANDS[command](bench), "--cache", str(path)], monkeypatch, capsys)
@@ -149,7 +155,7 @@ ERRNOS = [
 @pytest.mark.parametrize("where", ["mkdir", "probe"])
 @pytest.mark.parametrize(("code", "word"), ERRNOS)
 def test_each_write_fault_names_its_cause_and_fix(
-    where: str, code: int, word: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    where: str, code: int, word: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "c"
 
@@ -227,8 +233,10 @@ def test_a_read_only_cache_serves_the_readers_and_refuses_each_writer_in_one_lin
     before = _tree(bench.cache_dir)
     out = tmp_path / "out"
     out.mkdir()
-    lines = [f"mount --bind {bench.cache_dir} {bench.cache_dir} || exit 3",
-             f"mount -o remount,bind,ro {bench.cache_dir} || exit 3"]
+    lines = [
+        f"mount --bind {bench.cache_dir} {bench.cache_dir} || exit 3",
+        f"mount -o remount,bind,ro {bench.cache_dir} || exit 3",
+    ]
     for i, (command, extra, _code, _words) in enumerate(READ_ONLY):
         argv = [sys.executable, "-m", "llmprep.cli", *COMMANDS[command](bench), *extra, "--cache", str(bench.cache_dir)]
         lines.append(f"{' '.join(map(shlex.quote, argv))} >{out}/{i}.out 2>{out}/{i}.err; echo $? >{out}/{i}.rc")

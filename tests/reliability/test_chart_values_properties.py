@@ -127,8 +127,10 @@ def go_patterns(node: Any) -> Any:
     """The schema with each pattern's final `$` as Go's RE2 reads it: the very end (Python's `$` also
     matches before a final newline, which Helm's validator refuses)."""
     if isinstance(node, dict):
-        return {k: (v[:-1] + r"\Z" if k == "pattern" and v.endswith("$") and not v.endswith("\\$") else go_patterns(v))
-                for k, v in node.items()}
+        return {
+            k: (v[:-1] + r"\Z" if k == "pattern" and v.endswith("$") and not v.endswith("\\$") else go_patterns(v))
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [go_patterns(v) for v in node]
     return node
@@ -157,8 +159,16 @@ CROSS_FIELD: dict[str, tuple[str, ...]] = {
     "model.tensorrtLlm.maxSeqLen": ("model.tensorrtLlm.maxInputLen",),
     "triton.image.name": ("triton.image.name",),  # required, so not empty
     # tensor × pipeline and gpusPerNode must divide one another; a group needs a shared cache.
-    "model.tensorrtLlm.parallelism.tensor": ("multinode.gpusPerNode", "model.tensorrtLlm.parallelism", "model.persistentVolumeClaim"),
-    "model.tensorrtLlm.parallelism.pipeline": ("multinode.gpusPerNode", "model.tensorrtLlm.parallelism", "model.persistentVolumeClaim"),
+    "model.tensorrtLlm.parallelism.tensor": (
+        "multinode.gpusPerNode",
+        "model.tensorrtLlm.parallelism",
+        "model.persistentVolumeClaim",
+    ),
+    "model.tensorrtLlm.parallelism.pipeline": (
+        "multinode.gpusPerNode",
+        "model.tensorrtLlm.parallelism",
+        "model.persistentVolumeClaim",
+    ),
     "multinode.gpusPerNode": ("multinode.gpusPerNode",),
     "multinode.enabled": ("multinode", "model.persistentVolumeClaim", "cache.persistentVolumeClaim"),
 }
@@ -212,13 +222,16 @@ FALLBACK = [*NARROW, *(prefix + text for prefix in PREFIXES for text in AWKWARD)
 PLAIN = ["zqxplain", "/zqxplain", "http://zqxplain", "17s", "17Mi", "0.77", "17%", "17"]
 # Keys the chart also writes transformed where a string cannot stand (a quantity as a number in PromQL).
 TRANSFORMED: dict[str, str] = {"autoscaling.metric.value": ".expr"}
-STRING_KEYS = [dotted for (path, node), dotted in zip(LEAVES, DOTTED, strict=True) if "string" in (_types(node) or set())]
+STRING_KEYS = [
+    dotted for (path, node), dotted in zip(LEAVES, DOTTED, strict=True) if "string" in (_types(node) or set())
+]
 
 # What must be set beside a key for the chart to render it at all (found with a plain value: with
 # the defaults these keys reach no object).
-MULTINODE = {"multinode": {"enabled": True, "gpusPerNode": 8, "ssh": {"existingSecret": "llm-ssh"}},
-             "model": {"persistentVolumeClaim": "llm-cache",
-                       "tensorrtLlm": {"parallelism": {"tensor": 8, "pipeline": 2}}}}
+MULTINODE = {
+    "multinode": {"enabled": True, "gpusPerNode": 8, "ssh": {"existingSecret": "llm-ssh"}},
+    "model": {"persistentVolumeClaim": "llm-cache", "tensorrtLlm": {"parallelism": {"tensor": 8, "pipeline": 2}}},
+}
 RENDERED_WITH: dict[str, dict[str, Any]] = {
     "autoscaling.keda.serverAddress": {"autoscaling": {"engine": "keda"}},
     "cache.persistentVolumeClaim.size": {"cache": {"persistentVolumeClaim": {"create": True}}},
@@ -263,7 +276,9 @@ def leaves_of(values: dict[str, Any]) -> dict[str, Any]:
     return dict(rendered_leaves(chart.render(values)))
 
 
-def _slot_diff(text: str, plain: str, with_text: dict[str, Any], with_plain: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _slot_diff(
+    text: str, plain: str, with_text: dict[str, Any], with_plain: dict[str, Any]
+) -> tuple[list[str], list[str]]:
     """Paths whose value changed between the two renders: those the change of the key explains
     (the text where the plain value was, inside the same string), and those it does not."""
     explained, unexplained = [], []
@@ -272,8 +287,10 @@ def _slot_diff(text: str, plain: str, with_text: dict[str, Any], with_plain: dic
         if a == b or "checksum/" in path:
             continue
         escaped = json.dumps(text)[1:-1]  # as a shell or JSON string inside a larger one writes it
-        if isinstance(a, str) and isinstance(b, str) and (
-            (a == text and b == plain) or a.replace(text, plain) == b or a.replace(escaped, plain) == b
+        if (
+            isinstance(a, str)
+            and isinstance(b, str)
+            and ((a == text and b == plain) or a.replace(text, plain) == b or a.replace(escaped, plain) == b)
         ):
             explained.append(path)
         elif path.endswith("|") or (isinstance(a, str) and "\n" in a):
@@ -285,8 +302,12 @@ def _slot_diff(text: str, plain: str, with_text: dict[str, Any], with_plain: dic
 
 @pytest.mark.parametrize(
     "dotted",
-    [pytest.param(d, marks=pytest.mark.xfail(strict=True, reason="written into YAML unquoted")) if d in UNQUOTED else d
-     for d in STRING_KEYS],
+    [
+        pytest.param(d, marks=pytest.mark.xfail(strict=True, reason="written into YAML unquoted"))
+        if d in UNQUOTED
+        else d
+        for d in STRING_KEYS
+    ],
 )
 def test_awkward_strings_the_schema_admits_render_as_the_same_string(dotted: str) -> None:
     path = tuple(dotted.split("."))
@@ -359,8 +380,10 @@ def test_every_scalar_key_of_the_schema_is_drawn() -> None:
     assert len(LEAVES) >= 40
 
 
-@pytest.mark.parametrize(("dotted", "value"), [("autoscaling.replicas.minimum", 0), ("model.tensorrtLlm.dataType", "fp8x"),
-                                               ("autoscaling.metric.value", "lots")])
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [("autoscaling.replicas.minimum", 0), ("model.tensorrtLlm.dataType", "fp8x"), ("autoscaling.metric.value", "lots")],
+)
 def test_a_known_bad_value_is_refused_in_one_line_naming_the_key(dotted: str, value: Any) -> None:
     refusal = render_refusal(with_value(tuple(dotted.split(".")), value))
     assert refusal is not None and refusal.startswith(dotted) and "\n" not in refusal

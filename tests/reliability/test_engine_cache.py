@@ -47,8 +47,10 @@ def test_eight_concurrent_prepares_on_one_cache_build_exactly_once(bench: Bench,
     outputs = [proc.communicate(timeout=180) for proc, _run_id in started]
     assert [proc.returncode for proc, _ in started] == [0] * 8, [err[-500:] for _out, err in outputs]
     results = [json.loads(out) for out, _err in outputs]
-    print(f"\n8 concurrent prepares: built={Counter(r['built'] for r in results)}, "
-          f"convert runs={len(bench.release.calls('convert'))}, trtllm-build runs={bench.builds()}")
+    print(
+        f"\n8 concurrent prepares: built={Counter(r['built'] for r in results)}, "
+        f"convert runs={len(bench.release.calls('convert'))}, trtllm-build runs={bench.builds()}"
+    )
     assert len({(r["key"], r["artifactDir"], r["repositoryDir"]) for r in results}) == 1
     assert sorted(r["built"] for r in results) == [False] * 7 + [True]
     assert (len(bench.release.calls("convert")), bench.builds()) == (1, 1)
@@ -125,8 +127,10 @@ def test_kill_9_at_random_points_never_serves_a_partial_entry_and_the_next_run_r
         rebuilt += result.built
         assert_served_entry_is_whole(result)
         assert leftovers(bench.cache_dir) == [], f"trial {trial}"
-    print(f"\nkill -9 trials: {TRIALS}; what the killed run had finished: {dict(stages)}; recoveries that rebuilt "
-          f"the engine: {rebuilt}; recoveries that failed or served a partial entry: 0")
+    print(
+        f"\nkill -9 trials: {TRIALS}; what the killed run had finished: {dict(stages)}; recoveries that rebuilt "
+        f"the engine: {rebuilt}; recoveries that failed or served a partial entry: 0"
+    )
     # The name promises kills mid-build: the anchor on the partial directory (5 trials, a 1 s build,
     # at most 0.8 s later) lands there; a run where none did tested nothing of the kind.
     assert stages["mid-build"] >= 1, dict(stages)
@@ -252,9 +256,23 @@ def test_a_volume_that_fills_during_the_build_leaves_no_valid_looking_entry(
 def test_a_volume_that_fills_while_the_checkpoint_is_assembled_is_one_line_and_leaves_nothing(bench: Bench) -> None:
     # Files are hard-linked from the Hub cache (no data written); the record of their sizes is the write that fails.
     full = subprocess.run(
-        [sys.executable, "-m", "llmprep.cli", "download", "--set", f"model.name={REPO}", "--cache", str(bench.cache_dir),
-         "--hub-cache", str(bench.hub_root), "--offline"],
-        capture_output=True, text=True, env={**os.environ, **bench.release.env}, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "llmprep.cli",
+            "download",
+            "--set",
+            f"model.name={REPO}",
+            "--cache",
+            str(bench.cache_dir),
+            "--hub-cache",
+            str(bench.hub_root),
+            "--offline",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **bench.release.env},
+        timeout=120,
         preexec_fn=file_size_limit(100),
     )
     assert full.returncode == 1, full.stderr

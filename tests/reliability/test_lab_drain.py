@@ -51,9 +51,18 @@ class Lab:
     _generator: LoadGenerator | None = None
 
     def start_load(self, timeout: float = 20, output_tokens: int = 8) -> None:
-        config = LoadConfig(targets=[self.front.address], profile=constant("clients", CLIENTS, 0), protocol="grpc",
-                            model=self.model, input_tokens=16, output_tokens=output_tokens, timeout=timeout,
-                            connections=CLIENTS, reconnect_every=RECONNECT_S, max_error_rate=1.0)
+        config = LoadConfig(
+            targets=[self.front.address],
+            profile=constant("clients", CLIENTS, 0),
+            protocol="grpc",
+            model=self.model,
+            input_tokens=16,
+            output_tokens=output_tokens,
+            timeout=timeout,
+            connections=CLIENTS,
+            reconnect_every=RECONNECT_S,
+            max_error_rate=1.0,
+        )
         generator = self._generator = LoadGenerator(config)
 
         def run() -> None:
@@ -91,15 +100,30 @@ class Lab:
 def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
     made: list[tuple[Cluster, Front, threading.Event, threading.Thread]] = []
 
-    def make(*, pre_stop_s: float, exit_timeout_s: int, drain_timeout_s: float | None = None,
-             repository: Path = REPO, model: str = MODEL) -> Lab:
+    def make(
+        *,
+        pre_stop_s: float,
+        exit_timeout_s: int,
+        drain_timeout_s: float | None = None,
+        repository: Path = REPO,
+        model: str = MODEL,
+    ) -> Lab:
         spec = tmp_path / "model.yaml"
         spec.write_text("model:\n  name: gpt2\n")
         front = Front(health_interval_s=HEALTH_INTERVAL_S).start()
-        config = ClusterConfig(repository=repository, spec_file=spec, deployment="llm", namespace="lab",
-                               pod_labels={"app": "llm"}, podmonitor="llm", workdir=tmp_path / f"lab{len(made)}",
-                               readiness_period_s=0.5, pre_stop_s=pre_stop_s, exit_timeout_s=exit_timeout_s,
-                               drain_timeout_s=drain_timeout_s)
+        config = ClusterConfig(
+            repository=repository,
+            spec_file=spec,
+            deployment="llm",
+            namespace="lab",
+            pod_labels={"app": "llm"},
+            podmonitor="llm",
+            workdir=tmp_path / f"lab{len(made)}",
+            readiness_period_s=0.5,
+            pre_stop_s=pre_stop_s,
+            exit_timeout_s=exit_timeout_s,
+            drain_timeout_s=drain_timeout_s,
+        )
         cluster = Cluster(config, front=front)
         stop = threading.Event()
 
@@ -149,7 +173,9 @@ def test_scaling_1_to_3_to_1_under_steady_load_loses_no_request(make_lab: Callab
         up_and_down(lab)
     samples = lab.stop_load()
     stopped = [r for r in lab.cluster.replicas if r.state == "stopped"]
-    print(f"\ndrain: {CYCLES} cycles 1->3->1, {len(stopped)} replicas drained, {len(samples)} requests: {by_error(samples)}")
+    print(
+        f"\ndrain: {CYCLES} cycles 1->3->1, {len(stopped)} replicas drained, {len(samples)} requests: {by_error(samples)}"
+    )
     assert len(stopped) == 2 * CYCLES and all(r.exit_code == 0 for r in stopped)
     assert len(samples) > 100
     assert [s for s in samples if not s.ok] == []
@@ -197,10 +223,17 @@ def test_a_replica_killed_under_load_leaves_the_rotation_and_is_replaced_with_bo
     after_kill = samples[before:]
     failed = [s for s in after_kill if not s.ok]
     events = [(e.kind, e.replica) for e in lab.cluster.events]
-    record("kill_window", out_of_rotation_s=out_after, failed=len(failed), after=len(after_kill),
-           last_failure_s=max((s.start - killed_in_load_time for s in failed), default=None))
-    print(f"\nkill -9 of 1 of 3 replicas: out of rotation after {out_after:.2f} s (health interval {HEALTH_INTERVAL_S} s); "
-          f"requests after the kill {len(after_kill)}: {by_error(after_kill)}; replacement {replacement[0].name}")
+    record(
+        "kill_window",
+        out_of_rotation_s=out_after,
+        failed=len(failed),
+        after=len(after_kill),
+        last_failure_s=max((s.start - killed_in_load_time for s in failed), default=None),
+    )
+    print(
+        f"\nkill -9 of 1 of 3 replicas: out of rotation after {out_after:.2f} s (health interval {HEALTH_INTERVAL_S} s); "
+        f"requests after the kill {len(after_kill)}: {by_error(after_kill)}; replacement {replacement[0].name}"
+    )
     assert ("failed", victim.name) in events and len(replacement) == 1
     # The requests on the dead replica's connections fail at once, and a client whose channel is
     # reconnecting fails its next requests fast ("connections to all backends failing") until gRPC's
@@ -233,8 +266,10 @@ def test_a_replica_that_hangs_is_taken_out_by_the_fronts_health_check(make_lab: 
     samples = lab.stop_load()
     after = samples[before:]
     failed = [s for s in after if not s.ok]
-    print(f"\nSIGSTOP of 1 of 3 replicas: out of rotation after {out_after:.2f} s (health interval "
-          f"{HEALTH_INTERVAL_S} s, probe timeout 1 s); requests after: {len(after)}: {by_error(after)}")
+    print(
+        f"\nSIGSTOP of 1 of 3 replicas: out of rotation after {out_after:.2f} s (health interval "
+        f"{HEALTH_INTERVAL_S} s, probe timeout 1 s); requests after: {len(after)}: {by_error(after)}"
+    )
     # Bounded: each client loses at most the requests it sent there before the check took it out
     # (one request in flight per client, each held for the 3 s timeout).
     assert len(failed) <= 2 * CLIENTS, by_error(after)
@@ -254,8 +289,9 @@ def ensemble_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_repository(spec, out_dir=tmp_path_factory.mktemp("ensemble") / "repo", engine="standin")
 
 
-def test_a_stopping_triton_loses_the_ensembles_streams_in_flight(make_lab: Callable[..., Lab],
-                                                                ensemble_repo: Path) -> None:
+def test_a_stopping_triton_loses_the_ensembles_streams_in_flight(
+    make_lab: Callable[..., Lab], ensemble_repo: Path
+) -> None:
     # Why the chart's preStop is `llmprep drain` and not a sleep: SIGTERM while streams are in flight.
     lab = make_lab(pre_stop_s=0.0, exit_timeout_s=3, repository=ensemble_repo, model="ensemble")
     scale_and_settle(lab, 1)
@@ -268,8 +304,10 @@ def test_a_stopping_triton_loses_the_ensembles_streams_in_flight(make_lab: Calla
     wait_until(lambda: victim.proc is not None and victim.proc.poll() is not None, "the replica exits", timeout=60)
     samples = lab.stop_load()
     in_flight = [s for s in samples if s.start < stopped_at < s.start + s.e2e]
-    print(f"\nSIGTERM with {len(in_flight)} ensemble streams in flight: {by_error(in_flight)}; tokens each "
-          f"{sorted(s.tokens_out for s in in_flight)}; exit code {victim.proc.returncode}")
+    print(
+        f"\nSIGTERM with {len(in_flight)} ensemble streams in flight: {by_error(in_flight)}; tokens each "
+        f"{sorted(s.tokens_out for s in in_flight)}; exit code {victim.proc.returncode}"
+    )
     # Triton refuses the ensemble's next step (postprocessing) once it is stopping: every stream in
     # flight stops mid-way and never ends, and the server gives up at its exit timeout.
     assert in_flight and not any(s.ok for s in in_flight)
@@ -277,10 +315,10 @@ def test_a_stopping_triton_loses_the_ensembles_streams_in_flight(make_lab: Calla
     assert victim.proc.returncode != 0
 
 
-def test_with_the_drain_hook_ensemble_streams_survive_scaling_down(make_lab: Callable[..., Lab],
-                                                                  ensemble_repo: Path) -> None:
-    lab = make_lab(pre_stop_s=0.5, drain_timeout_s=20, exit_timeout_s=10, repository=ensemble_repo,
-                   model="ensemble")
+def test_with_the_drain_hook_ensemble_streams_survive_scaling_down(
+    make_lab: Callable[..., Lab], ensemble_repo: Path
+) -> None:
+    lab = make_lab(pre_stop_s=0.5, drain_timeout_s=20, exit_timeout_s=10, repository=ensemble_repo, model="ensemble")
     scale_and_settle(lab, 1)
     lab.start_load(output_tokens=64)
     up_and_down(lab)

@@ -37,15 +37,19 @@ PROTOCOLS = ["grpc", "http"]
 # --------------------------------------------------------------------------- malformed profiles
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**3), 10**400), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**3), 10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["60s", "1.5m", "250ms", "forever", "inf", "-5s", "soon", "", "8", "2.5", "nan", "1e999", "ramp"]),
     st.text(max_size=12),
 )
 stage_words = st.sampled_from(["ramp", "hold", "step", "for", "to", "from", "over", "unit", "stages", "jump"])
 documents = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.one_of(stage_words, st.text(max_size=5)), inner,
-                                                                             max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.one_of(stage_words, st.text(max_size=5)), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 stage_lines = st.builds(
@@ -65,8 +69,12 @@ def check(profile: Profile) -> None:
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.one_of(documents, st.fixed_dictionaries({"unit": scalars, "stages": st.lists(st.one_of(stage_lines, documents),
-                                                                                         max_size=4)})))
+@given(
+    st.one_of(
+        documents,
+        st.fixed_dictionaries({"unit": scalars, "stages": st.lists(st.one_of(stage_lines, documents), max_size=4)}),
+    )
+)
 def test_any_profile_document_parses_or_is_refused_naming_a_field(doc: Any) -> None:
     try:
         profile = parse_profile(doc, source="ramp.yaml")
@@ -139,8 +147,10 @@ class RawServer:
         self.sock.close()
 
 
-@pytest.fixture(params=[None, b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops\n", b"\x00\xffgarbage\r\n\r\n"],
-                ids=["silent", "http-500", "garbage"])
+@pytest.fixture(
+    params=[None, b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops\n", b"\x00\xffgarbage\r\n\r\n"],
+    ids=["silent", "http-500", "garbage"],
+)
 def bad_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
     server = RawServer(request.param)
     yield server
@@ -154,11 +164,27 @@ def test_a_server_that_never_answers_or_answers_garbage_is_reported_not_waited_o
 ) -> None:
     report = tmp_path / "run.json"
     started = time.monotonic()
-    done = run_cli("load", "--url", f"127.0.0.1:{bad_server.port}", "--protocol", protocol, "--model", MODEL,
-                   "--duration", "2s", "--timeout", "3", "--report", str(report), timeout=90)
+    done = run_cli(
+        "load",
+        "--url",
+        f"127.0.0.1:{bad_server.port}",
+        "--protocol",
+        protocol,
+        "--model",
+        MODEL,
+        "--duration",
+        "2s",
+        "--timeout",
+        "3",
+        "--report",
+        str(report),
+        timeout=90,
+    )
     took = time.monotonic() - started
-    print(f"\n{protocol} vs {bad_server.reply!r:.20}: exit {done.returncode} after {took:.1f} s: "
-          f"{done.stderr.strip().splitlines()[-1][:160] if done.stderr.strip() else ''}")
+    print(
+        f"\n{protocol} vs {bad_server.reply!r:.20}: exit {done.returncode} after {took:.1f} s: "
+        f"{done.stderr.strip().splitlines()[-1][:160] if done.stderr.strip() else ''}"
+    )
     assert done.returncode == 1, done.stderr
     assert "error:" in done.stderr and "Traceback" not in done.stderr
     assert bad_server.connections  # it really talked to this server
@@ -166,8 +192,14 @@ def test_a_server_that_never_answers_or_answers_garbage_is_reported_not_waited_o
 
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
-    server = TritonProcess(LOAD_REPO, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                           log_path=tmp_path_factory.mktemp("triton") / "triton.log", exit_timeout_secs=2)
+    server = TritonProcess(
+        LOAD_REPO,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=tmp_path_factory.mktemp("triton") / "triton.log",
+        exit_timeout_secs=2,
+    )
     with server:
         server.wait_ready(90)
         yield server
@@ -179,18 +211,48 @@ def target(server: TritonProcess, protocol: str) -> str:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_model_that_does_not_exist_exits_1_naming_it(triton: TritonProcess, protocol: str) -> None:
-    done = run_cli("load", "--url", target(triton, protocol), "--protocol", protocol, "--model", "no-such-model",
-                   "--duration", "1s", "--timeout", "5", timeout=60)
+    done = run_cli(
+        "load",
+        "--url",
+        target(triton, protocol),
+        "--protocol",
+        protocol,
+        "--model",
+        "no-such-model",
+        "--duration",
+        "1s",
+        "--timeout",
+        "5",
+        timeout=60,
+    )
     assert done.returncode == 1 and "no-such-model" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_a_triton_that_fails_every_request_is_reported_with_its_error(triton: TritonProcess, protocol: str, tmp_path: Path) -> None:
+def test_a_triton_that_fails_every_request_is_reported_with_its_error(
+    triton: TritonProcess, protocol: str, tmp_path: Path
+) -> None:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"text": "please FAIL now", "output_tokens": 4}\n')
     report = tmp_path / "run.json"
-    done = run_cli("load", "--url", target(triton, protocol), "--protocol", protocol, "--model", MODEL,
-                   "--concurrency", "2", "--duration", "1s", "--prompts", str(prompts), "--report", str(report), timeout=60)
+    done = run_cli(
+        "load",
+        "--url",
+        target(triton, protocol),
+        "--protocol",
+        protocol,
+        "--model",
+        MODEL,
+        "--concurrency",
+        "2",
+        "--duration",
+        "1s",
+        "--prompts",
+        str(prompts),
+        "--report",
+        str(report),
+        timeout=60,
+    )
     assert done.returncode == 1, done.stderr
     summary = json.loads(report.read_text())["summary"]
     assert summary["errors"] == summary["requests"] > 0
@@ -199,15 +261,43 @@ def test_a_triton_that_fails_every_request_is_reported_with_its_error(triton: Tr
 
 @pytest.mark.slow
 def test_a_triton_killed_mid_run_ends_the_run_with_the_failures_counted(tmp_path: Path) -> None:
-    server = TritonProcess(LOAD_REPO, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                           log_path=tmp_path / "triton.log", exit_timeout_secs=2)
+    server = TritonProcess(
+        LOAD_REPO,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=tmp_path / "triton.log",
+        exit_timeout_secs=2,
+    )
     report = tmp_path / "run.json"
     with server:
         server.wait_ready(90)
         load = subprocess.Popen(
-            [sys.executable, "-m", "llmprep.cli", "load", "--url", target(server, "grpc"), "--model", MODEL,
-             "--concurrency", "4", "--duration", "6s", "--timeout", "5", "--output-tokens", "8", "--report", str(report)],
-            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "llmprep.cli",
+                "load",
+                "--url",
+                target(server, "grpc"),
+                "--model",
+                MODEL,
+                "--concurrency",
+                "4",
+                "--duration",
+                "6s",
+                "--timeout",
+                "5",
+                "--output-tokens",
+                "8",
+                "--report",
+                str(report),
+            ],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             time.sleep(2)
@@ -217,7 +307,9 @@ def test_a_triton_killed_mid_run_ends_the_run_with_the_failures_counted(tmp_path
         finally:
             load.kill()
     data = json.loads(report.read_text())["summary"]
-    print(f"\ntriton killed after 2 s of a 6 s run: {data['requests']} requests, {data['errors']} failed "
-          f"({data['errors_by_class']}); exit {load.returncode}")
+    print(
+        f"\ntriton killed after 2 s of a 6 s run: {data['requests']} requests, {data['errors']} failed "
+        f"({data['errors_by_class']}); exit {load.returncode}"
+    )
     assert load.returncode == 1 and "error rate" in err and "Traceback" not in err
     assert 0 < data["errors"] < data["requests"]

@@ -42,7 +42,9 @@ from tests.chart.conftest import NAMESPACE, RELEASE, one, render
 
 @pytest.mark.parametrize(("tensor", "pipeline", "gpus"), [(2, 4, 8), (4, 2, 8), (2, 2, 4), (1, 3, 3), (3, 1, 3)])
 def test_a_spec_needs_tensor_times_pipeline_gpus(tensor: int, pipeline: int, gpus: int) -> None:
-    spec = parse_spec({"model": {"name": "gpt2", "tensorrtLlm": {"parallelism": {"tensor": tensor, "pipeline": pipeline}}}})
+    spec = parse_spec(
+        {"model": {"name": "gpt2", "tensorrtLlm": {"parallelism": {"tensor": tensor, "pipeline": pipeline}}}}
+    )
     assert spec.parallelism.gpus == gpus
 
 
@@ -52,7 +54,10 @@ def _gpu_requests(objects: list[dict]) -> list[int]:
         pod = obj.get("spec", {}).get("template", {}).get("spec")
         if obj.get("kind") == "LeaderWorkerSet":
             template = obj["spec"]["leaderWorkerTemplate"]
-            pods = [template.get("leaderTemplate", template["workerTemplate"])["spec"], template["workerTemplate"]["spec"]]
+            pods = [
+                template.get("leaderTemplate", template["workerTemplate"])["spec"],
+                template["workerTemplate"]["spec"],
+            ]
         else:
             pods = [pod] if pod else []
         for spec in pods:
@@ -65,8 +70,13 @@ def _gpu_requests(objects: list[dict]) -> list[int]:
 
 @pytest.mark.parametrize(("tensor", "pipeline"), [(2, 2), (2, 4), (4, 2)])
 def test_a_single_node_pod_asks_for_tensor_times_pipeline_gpus(tensor: int, pipeline: int) -> None:
-    objects = render(sets=[f"model.tensorrtLlm.parallelism.tensor={tensor}",
-                           f"model.tensorrtLlm.parallelism.pipeline={pipeline}", "multinode.gpusPerNode=8"])
+    objects = render(
+        sets=[
+            f"model.tensorrtLlm.parallelism.tensor={tensor}",
+            f"model.tensorrtLlm.parallelism.pipeline={pipeline}",
+            "multinode.gpusPerNode=8",
+        ]
+    )
     deployment = one(objects, "Deployment")
     assert _gpu_requests([deployment]) == [tensor * pipeline]
 
@@ -77,6 +87,7 @@ def test_a_single_node_pod_asks_for_tensor_times_pipeline_gpus(tensor: int, pipe
 # *ready* pod count, `readyPodCount`), tolerances `isWithin` (both edges inside the band), and
 # horizontal.go (stabilizeRecommendationWithBehaviors keeps recommendations strictly After the
 # cutoff; the pre-behavior stabilizeRecommendation drops only those Before it).
+
 
 def _pods(n: int, **kw: Any) -> list[Pod]:
     return [Pod(f"p{i}", **kw) for i in range(n)]
@@ -188,9 +199,16 @@ def _standin_module() -> types.ModuleType:
 
 
 def test_the_standin_exports_waiting_as_active_minus_scheduled_without_the_context_requests() -> None:
-    stats = {"numActiveRequests": ACTIVE, "maxNumActiveRequests": MAX, "numQueuedRequests": 7,
-             "inflightBatchingStats": {"numScheduledRequests": SCHEDULED, "numContextRequests": CONTEXT,
-                                       "numGenRequests": SCHEDULED - CONTEXT}}
+    stats = {
+        "numActiveRequests": ACTIVE,
+        "maxNumActiveRequests": MAX,
+        "numQueuedRequests": 7,
+        "inflightBatchingStats": {
+            "numScheduledRequests": SCHEDULED,
+            "numContextRequests": CONTEXT,
+            "numGenRequests": SCHEDULED - CONTEXT,
+        },
+    }
     gauges = _standin_module().stats_to_gauges(stats)
     family = "nv_trt_llm_request_metrics"
     assert gauges[(family, "request_type", "waiting")] == ACTIVE - SCHEDULED
@@ -221,14 +239,38 @@ def test_the_waiting_rule_reads_the_waiting_series_alone_not_the_context_one(
 ) -> None:
     rules_file, namespace, pod = rules(tmp_path)
     labels = f'namespace="{namespace}",pod="{pod}",model="tensorrt_llm",version="1"'
-    series = [{"series": f'nv_trt_llm_request_metrics{{{labels},request_type="{kind}"}}', "values": f"{value}x40"}
-              for kind, value in (("waiting", ACTIVE - SCHEDULED), ("context", CONTEXT), ("scheduled", SCHEDULED),
-                                  ("active", ACTIVE), ("max", MAX))]
-    spec = {"rule_files": [str(rules_file)], "evaluation_interval": "15s", "tests": [{
-        "interval": "15s", "input_series": series,
-        "promql_expr_test": [{"expr": "trtllm:requests_waiting", "eval_time": "5m", "exp_samples": [
-            {"labels": f'trtllm:requests_waiting{{namespace="{namespace}",pod="{pod}"}}', "value": ACTIVE - SCHEDULED}]}],
-    }]}
+    series = [
+        {"series": f'nv_trt_llm_request_metrics{{{labels},request_type="{kind}"}}', "values": f"{value}x40"}
+        for kind, value in (
+            ("waiting", ACTIVE - SCHEDULED),
+            ("context", CONTEXT),
+            ("scheduled", SCHEDULED),
+            ("active", ACTIVE),
+            ("max", MAX),
+        )
+    ]
+    spec = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": "trtllm:requests_waiting",
+                        "eval_time": "5m",
+                        "exp_samples": [
+                            {
+                                "labels": f'trtllm:requests_waiting{{namespace="{namespace}",pod="{pod}"}}',
+                                "value": ACTIVE - SCHEDULED,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     test_file = tmp_path / "waiting-test.yaml"
     test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     done = subprocess.run([str(PROMTOOL), "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)

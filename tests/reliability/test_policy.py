@@ -158,8 +158,14 @@ def test_inference_and_metrics_ports_admit_only_the_configured_peers() -> None:
 
 
 def _cache_owner(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c for obj in objects if obj["kind"] in POD_KINDS for _, pod in pod_specs(obj)
-            for c in containers(pod) if c["name"] == CACHE_OWNER]
+    return [
+        c
+        for obj in objects
+        if obj["kind"] in POD_KINDS
+        for _, pod in pod_specs(obj)
+        for c in containers(pod)
+        if c["name"] == CACHE_OWNER
+    ]
 
 
 def test_a_hostpath_cache_is_handed_to_the_pod_uid_by_a_root_step_with_only_chown_and_fowner() -> None:
@@ -177,7 +183,10 @@ def test_a_hostpath_cache_is_handed_to_the_pod_uid_by_a_root_step_with_only_chow
     assert f"chown {uid}:{gid} " in owner["command"][-1]
 
 
-@pytest.mark.parametrize("sets", [["cache.persistentVolumeClaim.create=true"], ["model.persistentVolumeClaim=nfs"],
-                                  ["cache.hostPathOwner=false"]], ids=["created claim", "named claim", "switched off"])
+@pytest.mark.parametrize(
+    "sets",
+    [["cache.persistentVolumeClaim.create=true"], ["model.persistentVolumeClaim=nfs"], ["cache.hostPathOwner=false"]],
+    ids=["created claim", "named claim", "switched off"],
+)
 def test_no_root_step_runs_where_the_cache_needs_none(sets: list[str]) -> None:
     assert _cache_owner(chart.render(chart.merge_values([], [f"triton.image.name={IMAGE}", *sets]))) == []

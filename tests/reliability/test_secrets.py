@@ -32,8 +32,14 @@ def token_file(tmp: Path, mode: int = 0o600) -> Path:
 
 
 def online_env(bench: Bench, hub: FakeHub, **extra: str) -> dict[str, str]:
-    return {**bench.release.env, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_TOKEN": "", **extra}
+    return {
+        **bench.release.env,
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_TOKEN": "",
+        **extra,
+    }
 
 
 def files_containing(root: Path, needle: str, skip: Path | None = None) -> list[str]:
@@ -56,9 +62,15 @@ def prepare_online(bench: Bench, hub: FakeHub, source: str, tmp: Path) -> tuple[
     else:
         env["HF_TOKEN"] = CANARY
     run_id = f"secrets-{time.monotonic_ns()}"
-    proc = subprocess.Popen([sys.executable, "-m", "llmprep.cli", *args], cwd=ROOT, text=True,
-                            env={**os.environ, **env, MARKER: run_id}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmprep.cli", *args],
+        cwd=ROOT,
+        text=True,
+        env={**os.environ, **env, MARKER: run_id},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     return proc, run_id, args
 
 
@@ -75,7 +87,9 @@ def test_prepare_sends_the_token_to_the_hub_only_never_to_logs_arguments_or_file
     samples = 0
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        ps_lines += subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True, timeout=30).stdout.splitlines()
+        ps_lines += subprocess.run(
+            ["ps", "-eww", "-o", "args="], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()
         for pid in pids_with_marker(run_id):
             if pid != proc.pid:
                 try:
@@ -87,8 +101,10 @@ def test_prepare_sends_the_token_to_the_hub_only_never_to_logs_arguments_or_file
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     seen_children = [line for line in ps_lines if "trtllm-build" in line or "convert_checkpoint" in line]
-    print(f"\n{source}: {samples} ps samples, {len(seen_children)} child command lines seen, "
-          f"{len(fake_hub.requests)} Hub requests")
+    print(
+        f"\n{source}: {samples} ps samples, {len(seen_children)} child command lines seen, "
+        f"{len(fake_hub.requests)} Hub requests"
+    )
 
     authorised = [r for r in fake_hub.requests if r[2] == f"Bearer {CANARY}"]
     assert authorised and all(CANARY not in path for _method, path, _auth in fake_hub.requests)
@@ -113,29 +129,58 @@ def test_a_hub_that_echoes_the_token_in_its_error_never_gets_it_printed(
     bench: Bench, fake_hub: FakeHub, tmp_path: Path, status: int, code: str, message: str
 ) -> None:
     fake_hub.mode["fail"] = (status, code, json.dumps({"error": f"bad credentials: {CANARY}"}))
-    done = run_cli("prepare", "--set", f"model.name={REPO}", "--cache", str(bench.cache_dir),
-                   "--token-file", str(token_file(tmp_path)), env=online_env(bench, fake_hub), timeout=120)
+    done = run_cli(
+        "prepare",
+        "--set",
+        f"model.name={REPO}",
+        "--cache",
+        str(bench.cache_dir),
+        "--token-file",
+        str(token_file(tmp_path)),
+        env=online_env(bench, fake_hub),
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert CANARY not in done.stdout + done.stderr
     assert any(auth == f"Bearer {CANARY}" for _m, _p, auth in fake_hub.requests)
 
 
-@pytest.mark.parametrize(("mode", "warned"), [(0o600, False), (0o400, False), (0o640, False), (0o644, True), (0o604, True)])
+@pytest.mark.parametrize(
+    ("mode", "warned"), [(0o600, False), (0o400, False), (0o640, False), (0o644, True), (0o604, True)]
+)
 def test_a_token_file_every_user_can_read_is_warned_about(
     bench: Bench, tmp_path: Path, mode: int, warned: bool
 ) -> None:
     secret = token_file(tmp_path, mode)
-    done = run_cli("download", "--set", f"model.name={REPO}", "--cache", str(bench.cache_dir), "--hub-cache",
-                   str(bench.hub_root), "--token-file", str(secret), env=bench.release.env)
+    done = run_cli(
+        "download",
+        "--set",
+        f"model.name={REPO}",
+        "--cache",
+        str(bench.cache_dir),
+        "--hub-cache",
+        str(bench.hub_root),
+        "--token-file",
+        str(secret),
+        env=bench.release.env,
+    )
     assert done.returncode == 0, done.stderr
     assert ("readable by every user" in done.stderr) is warned
     assert CANARY not in done.stdout + done.stderr
 
 
 def test_a_token_file_that_cannot_be_read_is_a_one_line_usage_error(bench: Bench, tmp_path: Path) -> None:
-    done = run_cli("download", "--set", f"model.name={REPO}", "--cache", str(bench.cache_dir),
-                   "--token-file", str(tmp_path / "no-such-secret"), env=bench.release.env)
+    done = run_cli(
+        "download",
+        "--set",
+        f"model.name={REPO}",
+        "--cache",
+        str(bench.cache_dir),
+        "--token-file",
+        str(tmp_path / "no-such-secret"),
+        env=bench.release.env,
+    )
     assert done.returncode == 2 and "--token-file" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -145,7 +190,9 @@ CHART_CASES = [[], *([chart.CHART_DIR / "values.yaml", f] for f in MODEL_FILES)]
 
 
 @pytest.mark.parametrize("files", CHART_CASES, ids=["defaults", *ids(MODEL_FILES)])
-def test_rendered_manifests_carry_the_secret_name_never_the_token(files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rendered_manifests_carry_the_secret_name_never_the_token(
+    files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_TOKEN", CANARY)  # a render must not pick anything up from the environment
     values = chart.merge_values(files, [f"triton.image.name={IMAGE}", "model.pullSecret=hf-model-pull"])
     objects = chart.render(values)
@@ -159,8 +206,15 @@ def test_rendered_manifests_carry_the_secret_name_never_the_token(files: list[Pa
         assert all("HF_TOKEN" != e["name"] for e in container.get("env", [])), container["name"]
 
 
-@pytest.mark.parametrize(("key", "named"), [("model.hfToken", "'hfToken'"), ("model.token", "'token'"),
-                                           ("huggingface.token", "'huggingface'"), ("hfToken", "'hfToken'")])
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [
+        ("model.hfToken", "'hfToken'"),
+        ("model.token", "'token'"),
+        ("huggingface.token", "'huggingface'"),
+        ("hfToken", "'hfToken'"),
+    ],
+)
 def test_a_token_given_as_a_chart_value_is_rejected_without_echoing_it(key: str, named: str) -> None:
     with pytest.raises(SpecError) as info:
         chart.render(chart.merge_values([], [f"triton.image.name={IMAGE}", f"{key}={CANARY}"]))
@@ -170,8 +224,16 @@ def test_a_token_given_as_a_chart_value_is_rejected_without_echoing_it(key: str,
 def test_serve_forwards_the_token_variable_by_name_only(tmp_path: Path) -> None:
     spec = tmp_path / "model.yaml"
     spec.write_text("model:\n  name: gpt2\n  tensorrtLlm:\n    runtime: engine\n    parallelism: {tensor: 2}\n")
-    done = run_cli("serve", "--spec", str(spec), "--repository", str(ROOT / "tests" / "data" / "gate_repo"),
-                   "--dry-run", "--json", env={"HF_TOKEN": CANARY})
+    done = run_cli(
+        "serve",
+        "--spec",
+        str(spec),
+        "--repository",
+        str(ROOT / "tests" / "data" / "gate_repo"),
+        "--dry-run",
+        "--json",
+        env={"HF_TOKEN": CANARY},
+    )
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert Path(plan["argv"][0]).name == "mpirun"
@@ -180,8 +242,21 @@ def test_serve_forwards_the_token_variable_by_name_only(tmp_path: Path) -> None:
 
 def test_load_reports_never_carry_the_token(tmp_path: Path) -> None:
     report, table = tmp_path / "run.json", tmp_path / "run.csv"
-    done = run_cli("load", "--url", f"127.0.0.1:{free_port()}", "--duration", "1s", "--timeout", "2",
-                   "--report", str(report), "--csv", str(table), env={"HF_TOKEN": CANARY}, timeout=60)
+    done = run_cli(
+        "load",
+        "--url",
+        f"127.0.0.1:{free_port()}",
+        "--duration",
+        "1s",
+        "--timeout",
+        "2",
+        "--report",
+        str(report),
+        "--csv",
+        str(table),
+        env={"HF_TOKEN": CANARY},
+        timeout=60,
+    )
     assert done.returncode == 1
     assert CANARY not in done.stdout + done.stderr
     assert files_containing(tmp_path, CANARY) == []
@@ -200,8 +275,17 @@ def test_a_garbled_answer_from_the_hub_is_one_line_without_a_traceback(
     bench: Bench, fake_hub: FakeHub, tmp_path: Path, body: str, what: str
 ) -> None:
     fake_hub.mode["info"] = body
-    done = run_cli("download", "--set", f"model.name={REPO}", "--cache", str(bench.cache_dir),
-                   "--token-file", str(token_file(tmp_path)), env=online_env(bench, fake_hub), timeout=120)
+    done = run_cli(
+        "download",
+        "--set",
+        f"model.name={REPO}",
+        "--cache",
+        str(bench.cache_dir),
+        "--token-file",
+        str(token_file(tmp_path)),
+        env=online_env(bench, fake_hub),
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
