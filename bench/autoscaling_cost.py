@@ -12,6 +12,8 @@ rules, the Kubernetes HPA algorithm on the chart's HPA spec), in one command:
    - `chart defaults`: the chart's default HPA inputs and behavior with the lab's values profile,
      as shipped (`trtllm:requests_waiting` ≥ 2, `triton:pending_requests` ≥ 2; scale-down one
      pod a minute after a 120 s window);
+   - `chart defaults, KEDA`: the same inputs and behavior with `autoscaling.engine: keda` (the lab
+     runs the ScaledObject as KEDA does: its generated HPA, `pollingInterval`; docs/lab.md);
    - `chart inputs, Kubernetes' behavior`: the same inputs with `behavior: null` (300 s);
    - `chart inputs, 120 s window only`: the same inputs with the chart's window but Kubernetes'
      scale-down policy (any number of pods at once);
@@ -97,11 +99,15 @@ def chart_autoscaling() -> dict[str, Any]:
 
 
 def _hpa(
-    metrics: Sequence[tuple[str, str]], behavior: dict[str, Any] | None, metric: dict[str, Any] | None = None
+    metrics: Sequence[tuple[str, str]],
+    behavior: dict[str, Any] | None,
+    metric: dict[str, Any] | None = None,
+    engine: str = "hpa",
 ) -> dict[str, Any]:
     # `behavior: None` removes the chart's default (Helm drops a key set to null): Kubernetes' own defaults.
     return {
         "autoscaling": {
+            "engine": engine,
             "replicas": {"minimum": MIN_REPLICAS, "maximum": MAX_REPLICAS},
             "metric": metric or {"name": ""},
             # No list: null, not [] (which stands for the chart's runtime defaults).
@@ -123,6 +129,11 @@ def configurations() -> list[LabConfig]:
             "chart defaults",
             _hpa(chart_metrics, behavior, metric),
             note="the chart's default HPA inputs and behavior, as shipped",
+        ),
+        LabConfig(
+            "chart defaults, KEDA",
+            _hpa(chart_metrics, behavior, metric, engine="keda"),
+            note="the same inputs and behavior through KEDA's ScaledObject (its generated HPA, pollingInterval)",
         ),
         LabConfig(
             "chart inputs, Kubernetes' behavior",
