@@ -345,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = [c for c in configs if c.name in args.only]
     capacity_config = LabConfig(
         "capacity",
-        {"autoscaling": {"replicas": {"minimum": 1, "maximum": 1}, "metric": dict(SEED_METRIC), "metrics": []}},
+        # `metrics: None`: only the seed metric ([] would add the runtime defaults; one replica either way).
+        {"autoscaling": {"replicas": {"minimum": 1, "maximum": 1}, "metric": dict(SEED_METRIC), "metrics": None}},
     )
     costs: list[tuple[LabRun, dict[str, Any]]] = []
     with workdir() as tmp:
