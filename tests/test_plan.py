@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
 
-from llmprep.artifacts.capacity import KV_CACHE_DTYPES, gpu_memory_bytes, load_config, make_plan, read_shape
+from llmprep.artifacts.capacity import (
+    KV_CACHE_DTYPES,
+    ModelShape,
+    gpu_memory_bytes,
+    load_config,
+    make_plan,
+    read_shape,
+)
 from llmprep.errors import UsageError
 from tests.conftest import ROOT, run_cli
 
@@ -97,8 +105,53 @@ AWQ_INT4 = {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gem
 FBGEMM_FP8 = {"quant_method": "fbgemm_fp8", "modules_to_not_convert": ["lm_head"]}
 
 
+def _deepseek_checkpoint_extras(shape: ModelShape) -> int:
+    """What DeepSeek-V3's FP8 checkpoint holds beyond the served main model (README_WEIGHTS.md).
+
+    Every FP8 linear weight has a float32 `weight_scale_inv` per 128 × 128 block, and the MTP
+    module is layer 61 (one more MoE layer, FP8 with its scales) plus its bf16 enorm, hnorm,
+    eh_proj (2 × hidden → hidden), shared_head norm and its own copies of the embedding and head.
+    """
+    h = shape.hidden
+
+    def scales(*matrices: tuple[int, int]) -> int:
+        return 4 * sum(math.ceil(rows / 128) * math.ceil(cols / 128) for rows, cols in matrices)
+
+    qk = shape.heads * (shape.qk_nope_dim + shape.qk_rope_dim)
+    attention = scales(
+        (shape.q_lora_rank, h),
+        (qk, shape.q_lora_rank),
+        (shape.kv_lora_rank + shape.qk_rope_dim, h),
+        (shape.heads * (shape.qk_nope_dim + shape.v_head_dim), shape.kv_lora_rank),
+        (h, shape.heads * shape.v_head_dim),
+    )
+    expert = scales((shape.expert_intermediate, h), (shape.expert_intermediate, h), (h, shape.expert_intermediate))
+    dense = scales((shape.intermediate, h), (shape.intermediate, h), (h, shape.intermediate))
+    moe_layer = attention + (shape.experts + shape.shared_experts) * expert
+    main_scales = shape.dense_layers * (attention + dense) + (shape.layers - shape.dense_layers) * moe_layer
+    mtp_layer = shape.attention() + (shape.experts + shape.shared_experts) * shape._mlp(shape.expert_intermediate)
+    mtp_norms_router = 2 * h + shape.q_lora_rank + shape.kv_lora_rank + h * shape.experts
+    mtp_bf16 = mtp_norms_router + 3 * h + 2 * h * h + 2 * shape.vocab * h
+    return main_scales + mtp_layer + moe_layer + 2 * mtp_bf16
+
+
+def _checkpoint_bytes(name: str) -> int:
+    """The plan's weight bytes at the checkpoint's own dtype, plus what the files store that a served model does not."""
+    doc = config(name)
+    shape = read_shape(doc)
+    plan = make_plan(doc, gpu=H100, data_type=str(doc["torch_dtype"]))
+    extras = 0
+    if name == "falcon-40b":  # lm_head.weight is stored beside the word embeddings it is tied to
+        extras = shape.vocab * shape.hidden * 2
+    if name == "deepseek-v3":
+        extras = _deepseek_checkpoint_extras(shape)
+    return plan.weight_bytes + extras
+
+
 def figure(name: str, what: str) -> int | float:
     shape = read_shape(config(name))
+    if what == "checkpoint_bytes":
+        return _checkpoint_bytes(name)
     if what == "parameters":
         return shape.parameters
     if what == "active_parameters":
@@ -140,9 +193,81 @@ def test_deepseek_v3_has_three_dense_layers_one_shared_expert_and_latent_attenti
 
 
 def test_deepseek_v3_sizes_at_its_fp8_weights_not_bf16() -> None:
+    # The published byte count itself is the deepseek-v3 checkpoint_bytes row of published_sizes.csv.
     plan = make_plan(config("deepseek-v3"), gpu="NVIDIA-H200", data_type="bfloat16")
     assert plan.quantization == "fp8"
     assert plan.weight_bytes < 0.51 * 2 * plan.parameters
+
+
+@pytest.mark.parametrize(
+    ("name", "kv_heads", "norms"),
+    [("falcon-7b", 1, 1), ("falcon-40b", 8, 2)],
+)
+def test_falcon_reads_multi_query_and_the_new_decoder_architecture(name: str, kv_heads: int, norms: int) -> None:
+    # configuration_falcon.py / modeling_falcon.py: multi_query (default true) keeps one K and one V
+    # head; new_decoder_architecture uses num_kv_heads and two LayerNorms per layer.
+    shape = read_shape(config(name))
+    assert (shape.model_type, shape.kv_heads, shape.norms_per_layer, shape.tied_embeddings) == (
+        "falcon",
+        kv_heads,
+        norms,
+        True,
+    )
+
+
+def test_falcon_without_multi_query_has_a_kv_head_per_query_head() -> None:
+    doc = {**config("falcon-7b"), "multi_query": False}
+    assert read_shape(doc).kv_heads == 71
+    doc = {**config("falcon-7b"), "new_decoder_architecture": True, "num_kv_heads": 8}  # multi_query ignored
+    assert read_shape(doc).kv_heads == 8
+
+
+def test_falcon_custom_code_and_transformers_configs_size_alike() -> None:
+    legacy = config("falcon-40b")
+    converted = {k: v for k, v in legacy.items() if k not in ("n_head", "n_layer", "n_head_kv", "auto_map")}
+    converted |= {"model_type": "falcon", "num_attention_heads": 128, "num_hidden_layers": 60}
+    converted |= {"num_kv_heads": 8, "new_decoder_architecture": True}
+    assert read_shape(converted).parameters == read_shape(legacy).parameters
+
+
+@pytest.mark.parametrize(
+    ("model_type", "tied"),
+    [("starcoder2", True), ("falcon", True), ("gpt2", True), ("gemma", True), ("llama", False), ("gpt_neox", False)],
+)
+def test_tied_embeddings_default_as_the_config_class_does(model_type: str, tied: bool) -> None:
+    # PretrainedConfig defaults tie_word_embeddings to True; LlamaConfig and GPTNeoXConfig set False.
+    doc = {k: v for k, v in config("llama-3-8b").items() if k != "tie_word_embeddings"}
+    doc |= {"model_type": model_type, "n_positions": 1024}
+    assert read_shape(doc).tied_embeddings is tied
+
+
+def test_phi_qk_layernorm_adds_a_layernorm_of_head_dim_on_q_and_on_k() -> None:
+    # modeling_phi.py: q_layernorm and k_layernorm are LayerNorm(hidden_size // num_attention_heads)
+    plain = read_shape(config("phi-2"))
+    normed = read_shape({**config("phi-2"), "qk_layernorm": True})
+    assert normed.parameters - plain.parameters == plain.layers * 2 * 2 * plain.head_dim
+
+
+OPT_350M = {"model_type": "opt", "hidden_size": 1024, "num_attention_heads": 16, "num_hidden_layers": 24}
+OPT_350M |= {"ffn_dim": 4096, "vocab_size": 50272, "max_position_embeddings": 2048, "word_embed_proj_dim": 512}
+
+
+def test_an_opt_with_a_projected_embedding_is_refused() -> None:
+    with pytest.raises(UsageError, match="word_embed_proj_dim"):
+        read_shape(OPT_350M)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [OPT_350M, {"model_type": "mamba", "hidden_size": 768, "num_attention_heads": 1}],
+    ids=["opt-350m", "mamba"],
+)
+def test_an_architecture_plan_cannot_size_exits_2_in_one_line(tmp_path: Path, doc: dict[str, object]) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(doc))
+    result = run_cli("plan", "--config", str(path), "--gpu", H100)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_llama_405b_at_bf16_needs_two_nodes_of_h100_and_fp8_fits_one() -> None:

@@ -1,6 +1,6 @@
 """Capacity plan: weight and KV-cache bytes of a model, and the tensor × pipeline it needs.
 
-Estimates from the model's config.json alone (`model_shape`: dense, GQA, MoE and MLA
+Estimates from the model's config.json alone (`model_shape`: dense, multi-query, GQA, MoE and MLA
 decoder-only transformers, quantised checkpoints). Per GPU, the weights' share, a fixed reserve
 for the CUDA context and activations, and the KV cache must fit in the usable part of its memory.
 

@@ -11,6 +11,21 @@ transformers with
 DeepSeek's multi-token-prediction layers (`num_nextn_predict_layers`) are not counted: the
 published 671 B is the main model, and TensorRT-LLM loads them only for speculative decoding.
 
+Per family, what its Hugging Face config class and modelling code add (each read in
+transformers' `configuration_<family>.py` / `modeling_<family>.py`):
+- falcon: a fused query_key_value of `(heads + 2 × kv) × head_dim` where kv is `num_kv_heads`
+  under `new_decoder_architecture`, else 1 with `multi_query` (its default) or all heads;
+  `ffn_hidden_size` (default 4 × hidden); one LayerNorm per layer, two when `parallel_attn` is
+  off or `num_ln_in_parallel_attn` is 2 (its default under the new architecture); biases only
+  with `bias`. Custom-code configs (`RefinedWeb`, `RefinedWebModel`) are read as transformers'
+  `convert_custom_code_checkpoint.py` converts them.
+- gpt_neox, phi, starcoder2, gpt2, opt: LayerNorms with a bias, biased linear layers
+  (gpt_neox's attention only with `attention_bias`, its default; starcoder2's with `use_bias`;
+  opt's with `enable_bias`), phi's LM head bias and `qk_layernorm`, gpt2's and opt's learned
+  positions.
+- tied embeddings: `tie_word_embeddings`, else the config class's default (tied for gpt2,
+  opt, falcon, starcoder2, gemma). A tied LM head is counted once, as transformers holds it.
+
 `quantization_config` sizes the linear layers' weights: FP8 (`fp8`, `fbgemm_fp8`,
 compressed-tensors float 8) at one byte, AWQ and GPTQ 4-bit at half a byte plus a 16-bit scale
 and a 4-bit zero per group. Embeddings, the LM head, norms and routers stay at the dataType.
@@ -39,8 +54,14 @@ GATED_MLP = {
     "deepseek_v3",
 }
 QKV_BIAS = {"qwen2", "qwen2_moe"}  # Qwen2 attention has biases on q, k and v
+LAYER_NORM = {"gpt2", "opt", "falcon", "gpt_neox", "starcoder2", "phi"}  # LayerNorm (weight and bias), not RMSNorm
 # Families whose config names we read; a model_type outside them is refused, not guessed at.
-KNOWN_TYPES = GATED_MLP | {"gpt2", "opt", "falcon", "gpt_neox", "starcoder2", "phi"}
+KNOWN_TYPES = GATED_MLP | LAYER_NORM
+FALCON_CUSTOM_CODE = {"RefinedWeb", "RefinedWebModel"}  # falcon before transformers had it
+# The config class's tie_word_embeddings default where it is True (PretrainedConfig's default;
+# Llama, Mistral, Qwen, Phi, DeepSeek and GPT-NeoX set False).
+TIED_BY_DEFAULT = {"gpt2", "opt", "falcon", "starcoder2", "gemma", "gemma2"}
+QK_NORM = {"qwen3", "qwen3_moe"}  # RMSNorm of head_dim on q and on k, in every layer
 FP8_METHODS = {"fp8", "fbgemm_fp8"}
 INT4_METHODS = {"awq", "gptq"}
 
@@ -81,7 +102,14 @@ class ModelShape:
     vocab: int
     tied_embeddings: bool
     gated_mlp: bool
-    qkv_bias: bool = False
+    qkv_bias: bool = False  # biases on q, k and v only (Qwen2)
+    attention_bias: bool = False  # biases on q, k, v and the output projection
+    mlp_bias: bool = False  # biases on the (non-gated) feed-forward's two projections
+    norm_bias: bool = False  # LayerNorm (weight and bias) rather than RMSNorm (weight)
+    norms_per_layer: int = 2
+    qk_norm: bool = False
+    lm_head_bias: bool = False
+    positions: int = 0  # learned position embeddings (gpt2, opt)
     # mixture of experts (experts == 0: dense)
     experts: int = 0
     experts_per_token: int = 0
@@ -140,13 +168,19 @@ class ModelShape:
     def other(self) -> int:
         """Weights kept at the dataType: embeddings, LM head, norms, biases, routers."""
         h = self.hidden
-        norms = 2 * h + ((self.q_lora_rank + self.kv_lora_rank) if self.mla else 0)
-        bias = (self.heads + 2 * self.kv_heads) * self.head_dim if self.qkv_bias else 0
+        norm = 2 if self.norm_bias else 1  # a LayerNorm has a weight and a bias, an RMSNorm a weight
+        norms = self.norms_per_layer * h * norm + ((self.q_lora_rank + self.kv_lora_rank) if self.mla else 0)
+        norms += 2 * self.head_dim * norm if self.qk_norm else 0  # q and k norms of head_dim
+        qkv = (self.heads + 2 * self.kv_heads) * self.head_dim
+        bias = qkv + h if self.attention_bias else qkv if self.qkv_bias else 0
+        if self.mlp_bias:
+            bias += self.intermediate + h
         per_layer = norms + bias
         moe_layers = self.layers - self.dense_layers if self.moe else 0
         router = moe_layers * (h * self.experts + (h if self.shared_intermediate else 0))
-        embeddings = self.vocab * h * (1 if self.tied_embeddings else 2)
-        return self.layers * per_layer + router + embeddings + h
+        embeddings = self.vocab * h * (1 if self.tied_embeddings else 2) + self.positions * h
+        head_bias = self.vocab if self.lm_head_bias else 0
+        return self.layers * per_layer + router + embeddings + head_bias + h * norm
 
     @property
     def parameters(self) -> int:
@@ -174,9 +208,87 @@ def _int(config: dict[str, Any], source: str, *names: str, default: int | None =
     raise UsageError(f"{source}: missing {names[0]}; plan needs a decoder-only transformer's config.json")
 
 
+def _flag(config: dict[str, Any], name: str, default: bool) -> bool:
+    value = config.get(name)
+    return default if value is None else bool(value)
+
+
+def _falcon_from_custom_code(config: dict[str, Any]) -> dict[str, Any]:
+    """A custom-code falcon config (`RefinedWeb*`) as transformers' convert_custom_code_checkpoint.py rewrites it."""
+    converted = {**config, "model_type": "falcon"}
+    for old, new in (("n_head", "num_attention_heads"), ("n_layer", "num_hidden_layers")):
+        if old in converted:
+            converted[new] = converted.pop(old)
+    converted["new_decoder_architecture"] = "n_head_kv" in converted
+    if "n_head_kv" in converted:
+        converted["num_kv_heads"] = converted.pop("n_head_kv")
+    return converted
+
+
+def _family(config: dict[str, Any], source: str, kind: str, hidden: int, heads: int) -> dict[str, Any]:
+    """What a family's config class and modelling code add to the Llama-style layout."""
+    if kind == "falcon":
+        # configuration_falcon.py: num_kv_heads defaults to the heads, multi_query to True,
+        # parallel_attn to True, bias to False; multi_query is ignored under new_decoder_architecture.
+        new_arch = _flag(config, "new_decoder_architecture", False)
+        if new_arch:
+            kv_heads = _int(config, source, "num_kv_heads", default=heads)
+        else:
+            kv_heads = 1 if _flag(config, "multi_query", True) else heads
+        # modeling_falcon.py FalconDecoderLayer: num_ln_in_parallel_attn defaults to 2 under the new architecture.
+        lns = config.get("num_ln_in_parallel_attn")
+        if lns is None and new_arch:
+            lns = 2
+        two_norms = not _flag(config, "parallel_attn", True) or lns == 2
+        bias = _flag(config, "bias", False)
+        return {
+            "kv_heads": kv_heads,
+            "intermediate": _int(config, source, "ffn_hidden_size", default=4 * hidden),
+            "norms_per_layer": 2 if two_norms else 1,
+            "attention_bias": bias,
+            "mlp_bias": bias,
+        }
+    if kind == "gpt_neox":
+        return {"attention_bias": _flag(config, "attention_bias", True), "mlp_bias": True}
+    if kind == "phi":
+        return {
+            "attention_bias": True,
+            "mlp_bias": True,
+            "norms_per_layer": 1,
+            "lm_head_bias": True,
+            "qk_norm": _flag(config, "qk_layernorm", False),  # LayerNorms of head_dim on q and k
+        }
+    if kind == "starcoder2":
+        bias = _flag(config, "use_bias", True)
+        return {
+            "kv_heads": _int(config, source, "num_key_value_heads", default=2),
+            "attention_bias": bias,
+            "mlp_bias": bias,
+        }
+    if kind == "gpt2":
+        return {"attention_bias": True, "mlp_bias": True, "positions": _int(config, source, "n_positions")}
+    if kind == "opt":
+        if _int(config, source, "word_embed_proj_dim", default=hidden) != hidden or not _flag(
+            config, "do_layer_norm_before", True
+        ):
+            raise UsageError(
+                f"{source}: an OPT with word_embed_proj_dim other than hidden_size or post-layer norms "
+                "(opt-350m) cannot be sized yet"
+            )
+        bias = _flag(config, "enable_bias", True)
+        # OPTLearnedPositionalEmbedding keeps two positions more than max_position_embeddings
+        positions = _int(config, source, "max_position_embeddings") + 2
+        return {"attention_bias": bias, "mlp_bias": bias, "positions": positions}
+    if kind == "gemma2":
+        return {"norms_per_layer": 4}  # input, post-attention, pre- and post-feed-forward
+    return {}
+
+
 def read_shape(config: dict[str, Any], source: str = "config.json") -> ModelShape:
     """The dimensions that decide memory, from a Hugging Face config (Llama-style or GPT-2 names)."""
     kind = str(config.get("model_type", "unknown"))
+    if kind in FALCON_CUSTOM_CODE:
+        config, kind = _falcon_from_custom_code(config), "falcon"
     hidden = _int(config, source, "hidden_size", "n_embd", "d_model")
     heads = _int(config, source, "num_attention_heads", "n_head")
     if kind not in KNOWN_TYPES:
@@ -187,7 +299,7 @@ def read_shape(config: dict[str, Any], source: str = "config.json") -> ModelShap
     layers = _int(config, source, "num_hidden_layers", "n_layer")
     intermediate = _int(config, source, "intermediate_size", "ffn_dim", "n_inner", default=4 * hidden)
     experts = _int(config, source, "num_local_experts", "n_routed_experts", "num_experts", default=0)
-    moe: dict[str, int] = {}
+    moe: dict[str, Any] = {}
     if experts:
         moe = {
             "experts": experts,
@@ -201,7 +313,9 @@ def read_shape(config: dict[str, Any], source: str = "config.json") -> ModelShap
             "mlp_only_layers"
         ):
             raise UsageError(f"{source}: MoE layers that are not every layer after the dense ones cannot be sized yet")
-    mla: dict[str, int] = {}
+        if kind in LAYER_NORM:
+            raise UsageError(f"{source}: a {kind} config with experts cannot be sized; plan knows no MoE {kind}")
+    mla: dict[str, Any] = {}
     if config.get("kv_lora_rank"):
         mla = {
             "q_lora_rank": _int(config, source, "q_lora_rank", default=0),
@@ -210,18 +324,25 @@ def read_shape(config: dict[str, Any], source: str = "config.json") -> ModelShap
             "qk_rope_dim": _int(config, source, "qk_rope_head_dim"),
             "v_head_dim": _int(config, source, "v_head_dim"),
         }
+    fields: dict[str, Any] = {
+        "kv_heads": _int(config, source, "num_key_value_heads", default=heads),
+        "intermediate": intermediate,
+        "norm_bias": kind in LAYER_NORM,
+        "qk_norm": kind in QK_NORM,
+        **_family(config, source, kind, hidden, heads),
+    }
+    tied = config.get("tie_word_embeddings")
     return ModelShape(
         model_type=kind,
         hidden=hidden,
         layers=layers,
         heads=heads,
-        kv_heads=_int(config, source, "num_key_value_heads", default=heads),
         head_dim=_int(config, source, "head_dim", default=hidden // heads),
-        intermediate=intermediate,
         vocab=_int(config, source, "vocab_size"),
-        tied_embeddings=bool(config.get("tie_word_embeddings", kind in {"gpt2", "opt"})),
+        tied_embeddings=kind in TIED_BY_DEFAULT if tied is None else bool(tied),
         gated_mlp=kind in GATED_MLP,
         qkv_bias=kind in QKV_BIAS,
+        **fields,
         **moe,
         **mla,
     )
