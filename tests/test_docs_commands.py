@@ -1,11 +1,13 @@
-"""Every `llmprep …` command in the docs' and README's code blocks runs as written, or at least parses.
+"""Every `llmprep …` command in the docs' and READMEs' code blocks runs as written, or at least parses.
 
 Commands that need nothing but files run for real, offline: the TensorRT-LLM test doubles on
 PATH (tests/doubles), a pre-populated Hugging Face Hub cache, and the docs' placeholders
 (`values.yaml`, `path/to/config.json`, `/cache`, …) mapped to fixture files. Commands that need a
 cluster, a GPU, a server or minutes (status, lab, load, serve, drain, the real-artifact `repo`
 forms) are checked against `llmprep <command> --help`: the command exists and takes every
-option the docs use.
+option the docs use. The components' READMEs (chart/, monitoring/, containers/, clients/) are
+scanned too, and every other command in their shell blocks either runs here (install.sh --dry-run)
+or is skipped with the reason EXTERNAL gives for its program; a program without one fails.
 """
 
 from __future__ import annotations
@@ -28,9 +30,28 @@ from llmprep.cli.app import app
 from tests.conftest import ROOT
 from tests.doubles import install_release, make_hub_cache, tiny_checkpoint_files
 
-DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
+# The components' own READMEs: every command in their shell blocks is either an `llmprep` command
+# (run or parsed like the docs') or a program in EXTERNAL, skipped with its reason, never silently.
+COMPONENT_DOCS = [ROOT / name / "README.md" for name in ("chart", "monitoring", "containers", "clients")]
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md", *COMPONENT_DOCS]
 SHELL_FENCES = {"", "bash", "sh", "shell", "console"}
 REPO = "acme/tiny-llama"
+CLUSTER = "needs a Kubernetes cluster (its API server)"
+SSH_FILES = "writes the key files for the `kubectl create secret` beside it, which needs a Kubernetes cluster"
+EXTERNAL = {
+    "helm": f"{CLUSTER}: install, upgrade and test act on a release in it; the chart's rendering is "
+    "tests/chart/ (Helm's engine)",
+    "kubectl": CLUSTER,
+    "docker": "needs a Docker daemon, the images' base layers and a registry to push to; the containerfiles "
+    "are parsed by tests/test_containers_user.py and tests/load/test_containers_and_clients.py",
+    "monitoring/install.sh": f"{CLUSTER}, helm and cluster-admin (its --dry-run runs here); "
+    "tests/monitoring/test_install.py runs it against stub helm and kubectl",
+    "mktemp": SSH_FILES,
+    "ssh-keygen": SSH_FILES,
+    "cp": SSH_FILES,
+    "echo": SSH_FILES,
+    "rm": SSH_FILES,
+}
 
 
 @dataclass(frozen=True)
@@ -65,28 +86,52 @@ def _logical_lines(block: str) -> Iterator[tuple[int, str]]:
         i += 1
 
 
+def _shell_lines(path: Path) -> Iterator[tuple[str, str, str]]:
+    """(file:line, the command without its trailing comment, the comment) of every line of a shell block."""
+    text = path.read_text()
+    for match in re.finditer(r"^```([^\n]*)\n(.*?)^```", text, re.S | re.M):
+        if match.group(1).strip() not in SHELL_FENCES:
+            continue
+        first = text.count("\n", 0, match.start(2)) + 1
+        for offset, line in _logical_lines(match.group(2)):
+            command = re.sub(r"^\$\s+", "", line.strip())
+            comment = ""
+            split = re.search(r"(^|\s+)#(.*)$", command)  # a trailing comment (or a whole-line one)
+            if split:
+                command, comment = command[: split.start()], split.group(2).strip()
+            yield f"{path.relative_to(ROOT)}:{first + offset}", command, comment
+
+
 def doc_commands() -> list[DocCommand]:
     found: list[DocCommand] = []
     for path in DOCS:
-        text = path.read_text()
-        for match in re.finditer(r"^```([^\n]*)\n(.*?)^```", text, re.S | re.M):
-            if match.group(1).strip() not in SHELL_FENCES:
-                continue
-            first = text.count("\n", 0, match.start(2)) + 1
-            for offset, line in _logical_lines(match.group(2)):
-                command = re.sub(r"^\$\s+", "", line.strip())
-                command = re.sub(r"\s+#.*$", "", command)  # a trailing comment
-                command = re.sub(r"\s+\([^)]*\)$", "", command)  # a trailing "(what it does)"
-                if not re.match(r"^llmprep [a-z][a-z-]*(\s|$)", command):
+        for where, command, comment in _shell_lines(path):
+            aside = re.match(r"^or:\s+(llmprep .*)$", comment)  # `kubectl get hpa gpt2 -w   # or: llmprep status gpt2`
+            for text in (command, aside.group(1) if aside else ""):
+                text = re.sub(r"\s+\([^)]*\)$", "", text)  # a trailing "(what it does)"
+                if not re.match(r"^llmprep [a-z][a-z-]*(\s|$)", text):
                     continue  # prose or a diagram (`llmprep lab: …`), not a command
-                command = command.replace("[", "").replace("]", "")  # optional parts: check them too
-                found.append(DocCommand(f"{path.relative_to(ROOT)}:{first + offset}", command))
+                text = text.replace("[", "").replace("]", "")  # optional parts: check them too
+                found.append(DocCommand(where, text))
+    return found
+
+
+def external_commands() -> list[tuple[str, str, str]]:
+    """(file:line, command, program) of every command of the component READMEs that is not llmprep."""
+    found = []
+    for path in COMPONENT_DOCS:
+        for where, command, _ in _shell_lines(path):
+            if command and not command.startswith("llmprep "):
+                program = command.split()[0]
+                assigned = re.match(r"^\w+=\$\((\S+)", program)  # dir=$(mktemp -d)
+                found.append((where, command, assigned.group(1) if assigned else program))
     return found
 
 
 COMMANDS = doc_commands()
 RUNNABLE = [c for c in COMMANDS if c.runs_here]
 PARSE_ONLY = [c for c in COMMANDS if not c.runs_here]
+EXTERNAL_COMMANDS = external_commands()
 
 
 def _ids(commands: list[DocCommand]) -> list[str]:
@@ -97,6 +142,35 @@ def test_the_docs_show_commands_of_both_kinds() -> None:
     # Guards the extraction: if it finds nothing, the tests below would pass vacuously.
     assert len(RUNNABLE) >= 6 and len(PARSE_ONLY) >= 10
     assert any(c.argv[0] == "plan" for c in RUNNABLE)
+    scanned = {where.split(":")[0] for where, _, _ in EXTERNAL_COMMANDS} | {c.where.split(":")[0] for c in COMMANDS}
+    assert {str(p.relative_to(ROOT)) for p in COMPONENT_DOCS} <= scanned
+    assert any(c.where.startswith("clients/README.md") and c.argv[0] == "status" for c in COMMANDS)
+
+
+def _runs_here(command: str) -> bool:
+    """A non-llmprep command that needs nothing but files: install.sh's --dry-run (look-ups answered by stubs)."""
+    return command.split()[0] == "monitoring/install.sh" and "--dry-run" in command.split()
+
+
+@pytest.mark.parametrize(("where", "command", "program"), EXTERNAL_COMMANDS, ids=[w for w, _, _ in EXTERNAL_COMMANDS])
+def test_a_component_readme_command_outside_llmprep_runs_or_is_skipped_with_its_reason(
+    where: str, command: str, program: str, tmp_path: Path
+) -> None:
+    if _runs_here(command):
+        # helm and kubectl that find no cluster, so that no kube context of this machine is touched
+        for name in ("helm", "kubectl"):
+            (tmp_path / name).write_text("#!/bin/sh\nexit 1\n")
+            (tmp_path / name).chmod(0o755)
+        env = {**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+        done = subprocess.run(
+            ["bash", *shlex.split(command)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+        )
+        assert done.returncode == 0, f"{where}: {command}\n{done.stderr[-2000:]}"
+        return
+    assert program in EXTERNAL, (
+        f"{where}: `{command}` is neither an llmprep command nor in EXTERNAL; run it here or give its reason"
+    )
+    pytest.skip(f"{where}: {program}: {EXTERNAL[program]}")
 
 
 # --------------------------------------------------------------------------- parse against --help
