@@ -6,7 +6,9 @@
 #   4. dcgm-exporter                    (monitoring)   per-pod GPU metrics (needs the operator's CRDs)
 #   5. prometheus-adapter               (monitoring)   custom metrics API for the HPA (needs Prometheus)
 # Every step is `helm upgrade --install` with a pinned chart version and the values file beside
-# this script, so running it again converges instead of failing.
+# this script, so running it again converges instead of failing. A kube-prometheus-stack or a
+# custom metrics adapter that this script did not install is left unchanged: the script prints
+# what to add to it (monitoring/README.md).
 #
 # Usage: monitoring/install.sh [--dry-run] [--skip-gpu] [--namespace NS]
 #   --dry-run     print the commands instead of running them
@@ -28,7 +30,7 @@ DCGM_VERSION="${DCGM_VERSION:-4.8.2}"
 ADAPTER_VERSION="${ADAPTER_VERSION:-4.10.0}"
 
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ "$#" -gt 0 ]; do
@@ -79,44 +81,169 @@ if [ "$skip_gpu" -eq 0 ]; then
     --values "$here/nvidia-device-plugin.values.yaml" --wait
 fi
 
-run helm upgrade --install prometheus prometheus-community/kube-prometheus-stack \
-  --namespace "$namespace" --create-namespace --version "$KPS_VERSION" \
-  --values "$here/kube-prometheus-stack.values.yaml" --wait
-run helm upgrade --install dcgm-exporter nvidia-dcgm/dcgm-exporter \
-  --namespace "$namespace" --version "$DCGM_VERSION" \
-  --values "$here/dcgm-exporter.values.yaml" --wait
-# A prometheus-adapter this script did not install (any release name, any namespace) keeps its
-# rules: upgrading it, or installing a second adapter beside it (one APIService
-# v1beta1.custom.metrics.k8s.io per cluster), would replace them. Ours carry llmprepManaged=true.
-other_adapter=""
-if command -v helm >/dev/null 2>&1; then
+# ----------------------------------------------------------------------------- what is there already
+# Read-only look-ups (also under --dry-run): Helm releases, the Prometheus Operator's Prometheus
+# objects, and the custom metrics APIService. A kube-prometheus-stack or an adapter this script
+# did not install (any release name, any namespace, or none: applied without Helm) is left as it
+# is; the script prints what to add to it instead. Ours carry the value llmprepManaged=true.
+have() { command -v "$1" >/dev/null 2>&1; }
+kube() { kubectl --request-timeout=10s "$@" 2>/dev/null; }
+
+releases=""
+if have helm; then
   releases="$(helm list --all-namespaces --output json 2>/dev/null || true)"
   releases="${releases//\},\{/$'\n'}"
+fi
+
+# Whether release $1 in namespace $2 was installed by this script.
+installed_here() {
+  [ -n "$1" ] && have helm && helm get values "$1" --namespace "$2" --output yaml 2>/dev/null | grep -q '^llmprepManaged: true'
+}
+
+# "name namespace" of the first release of chart $1 (e.g. prometheus-adapter) not installed here.
+foreign_release() {
+  local chart="$1" entry name ns
   while IFS= read -r entry; do
-    [[ "$entry" =~ \"chart\":\"prometheus-adapter-[0-9] ]] || continue
+    [[ "$entry" =~ \"chart\":\"${chart}-[0-9] ]] || continue
     [[ "$entry" =~ \"name\":\"([^\"]*)\" ]] || continue
     name="${BASH_REMATCH[1]}"
     [[ "$entry" =~ \"namespace\":\"([^\"]*)\" ]] || continue
     ns="${BASH_REMATCH[1]}"
-    if ! helm get values "$name" --namespace "$ns" --output yaml 2>/dev/null | grep -q '^llmprepManaged: true'; then
-      other_adapter="$name $ns"
-      break
+    if ! installed_here "$name" "$ns"; then
+      echo "$name $ns"
+      return
     fi
   done <<<"$releases"
+}
+
+# The chart flags (prefix $1, e.g. monitoring.podMonitor.labels) that give an object the labels a
+# selector ($2, as kubectl prints it: {"matchLabels":{"release":"kps"}}) matches.
+label_flags() {
+  local prefix="$1" selector="$2" pairs flags="" key
+  pairs="${selector#*\"matchLabels\":\{}"
+  pairs="${pairs%%\}*}"
+  while [[ "$pairs" =~ \"([^\"]+)\":\"([^\"]*)\"(.*) ]]; do
+    key="${BASH_REMATCH[1]//./\\.}"
+    flags+=" --set $prefix.$key=${BASH_REMATCH[2]}"
+    pairs="${BASH_REMATCH[3]}"
+  done
+  echo "${flags# }"
+}
+
+# What an llmprep release's object needs so that selector $2 (named $1) of the existing Prometheus
+# picks it up; $3: the chart's labels value for that object.
+explain_selector() {
+  local what="$1" selector="$2" prefix="$3"
+  case "$selector" in
+    "{}") echo "  its $what selects every one: nothing to add" ;;
+    "") echo "  its $what is unset and selects none: set spec.$what: {} on Prometheus $stack_prometheus" ;;
+    *matchExpressions*) echo "  its $what is $selector: give the chart's $prefix labels it matches" ;;
+    *) echo "  its $what is $selector: install each llmprep release with $(label_flags "$prefix" "$selector")" ;;
+  esac
+}
+
+stack_release=""       # "name namespace" of a kube-prometheus-stack release not installed here
+stack_prometheus=""    # namespace/name of its (or a Helm-less) Prometheus object
+stack_ns=""            # namespace of that Prometheus: its prometheus-operated Service lives there
+pm_selector="" rule_selector="" sm_selector="" pm_ns_selector="" rule_ns_selector=""
+stack_release="$(foreign_release kube-prometheus-stack)"
+[ -z "$stack_release" ] || stack_ns="${stack_release#* }"
+if have kubectl; then
+  fields='{.metadata.namespace}|{.metadata.name}|{.metadata.annotations.meta\.helm\.sh/release-name}|{.metadata.annotations.meta\.helm\.sh/release-namespace}|{.spec.podMonitorSelector}|{.spec.ruleSelector}|{.spec.serviceMonitorSelector}|{.spec.podMonitorNamespaceSelector}|{.spec.ruleNamespaceSelector}'
+  objects="$(kube get prometheuses.monitoring.coreos.com --all-namespaces --output "jsonpath={range .items[*]}$fields{\"\\n\"}{end}" || true)"
+  while IFS='|' read -r ns name rel relns pm rule sm pmns rulens; do
+    [ -n "$name" ] || continue
+    if [ -n "$rel" ] && installed_here "$rel" "$relns"; then
+      continue
+    fi
+    # the first one, or the one of the release found above
+    if [ -z "$stack_prometheus" ] || [ "$rel $relns" = "$stack_release" ]; then
+      stack_prometheus="$ns/$name"
+      stack_ns="$ns"
+      pm_selector="$pm" rule_selector="$rule" sm_selector="$sm" pm_ns_selector="$pmns" rule_ns_selector="$rulens"
+    fi
+    [ "$rel $relns" != "$stack_release" ] || break
+  done <<<"$objects"
 fi
+
+prometheus_url="http://prometheus-kube-prometheus-prometheus.$namespace.svc"
+dcgm_labels=()
+if [ -n "$stack_release" ] || [ -n "$stack_prometheus" ]; then
+  if [ -n "$stack_release" ]; then
+    read -r name ns <<<"$stack_release"
+    echo "note: kube-prometheus-stack release $name (namespace $ns) was not installed by this script: left unchanged (step 3 skipped)."
+  else
+    echo "note: Prometheus $stack_prometheus (Prometheus Operator, not installed with Helm) already runs: kube-prometheus-stack not installed (step 3 skipped)."
+  fi
+  prometheus_url="http://prometheus-operated.$stack_ns.svc"
+  echo "For it to scrape llmprep's pods and evaluate its autoscaling rules:"
+  if [ -n "$stack_prometheus" ]; then
+    explain_selector podMonitorSelector "$pm_selector" monitoring.podMonitor.labels
+    explain_selector ruleSelector "$rule_selector" monitoring.prometheusRule.labels
+    [ -n "$pm_ns_selector" ] || echo "  its podMonitorNamespaceSelector is unset: it only watches namespace $stack_ns; install llmprep releases there or set spec.podMonitorNamespaceSelector: {}"
+    [ -n "$rule_ns_selector" ] || echo "  its ruleNamespaceSelector is unset: it only loads rules from namespace $stack_ns; install llmprep releases there or set spec.ruleNamespaceSelector: {}"
+    case "$sm_selector" in
+      "" | *matchExpressions*) echo "  its serviceMonitorSelector is ${sm_selector:-unset}: make it select dcgm-exporter's ServiceMonitor (serviceMonitor.additionalLabels)" ;;
+      "{}") ;;
+      *) read -r -a dcgm_labels <<<"$(label_flags serviceMonitor.additionalLabels "$sm_selector")" ;;
+    esac
+  else
+    read -r name ns <<<"$stack_release"
+    echo "  kube-prometheus-stack selects release: $name by default (check: kubectl get prometheus -n $ns -o yaml):"
+    echo "  install each llmprep release with --set monitoring.podMonitor.labels.release=$name --set monitoring.prometheusRule.labels.release=$name"
+    dcgm_labels=(--set "serviceMonitor.additionalLabels.release=$name")
+  fi
+  echo "  Grafana: import chart/dashboards/llmprep-triton.json, or let its dashboard sidecar search every namespace for grafana_dashboard=1."
+else
+  run helm upgrade --install prometheus prometheus-community/kube-prometheus-stack \
+    --namespace "$namespace" --create-namespace --version "$KPS_VERSION" \
+    --values "$here/kube-prometheus-stack.values.yaml" \
+    --set llmprepManaged=true --wait
+fi
+run helm upgrade --install dcgm-exporter nvidia-dcgm/dcgm-exporter \
+  --namespace "$namespace" --create-namespace --version "$DCGM_VERSION" \
+  --values "$here/dcgm-exporter.values.yaml" ${dcgm_labels[@]+"${dcgm_labels[@]}"} --wait
+
+# A prometheus-adapter this script did not install (any release name, any namespace), or whatever
+# else serves v1beta1.custom.metrics.k8s.io (one per cluster), keeps its rules: upgrading it, or
+# installing a second adapter beside it, would replace them.
+other_adapter="$(foreign_release prometheus-adapter)"
+apiservice=""
+if [ -z "$other_adapter" ] && have kubectl; then
+  apiservice="$(kube get apiservice v1beta1.custom.metrics.k8s.io --output 'jsonpath={.metadata.annotations.meta\.helm\.sh/release-name}|{.metadata.annotations.meta\.helm\.sh/release-namespace}|{.spec.service.namespace}|{.spec.service.name}' || true)"
+  IFS='|' read -r rel relns svc_ns svc_name <<<"$apiservice"
+  if [ -n "$rel" ] && installed_here "$rel" "$relns"; then
+    apiservice=""
+  fi
+fi
+
+print_rules() {
+  sed -n '/^  custom:/,$p' "$here/prometheus-adapter.values.yaml" | tail -n +2
+}
 
 if [ -n "$other_adapter" ]; then
   read -r name ns <<<"$other_adapter"
   echo "note: prometheus-adapter release $name (namespace $ns) was not installed by this script: left unchanged, its rules kept."
   echo "Add llmprep's rules to it: append these entries to its rules.custom (leave rules.default as you have it),"
   echo "then apply your merged values with: helm upgrade $name prometheus-community/prometheus-adapter -n $ns --reuse-values --values <merged file>"
-  echo "Its prometheus.url must reach the Prometheus that loads llmprep's PrometheusRule. The entries to add:"
-  sed -n '/^  custom:/,$p' "$here/prometheus-adapter.values.yaml" | tail -n +2
+  echo "Its prometheus.url must reach the Prometheus that loads llmprep's PrometheusRule ($prometheus_url). The entries to add:"
+  print_rules
+elif [ -n "$apiservice" ]; then
+  if [ -n "$rel" ]; then
+    owner="Helm release $rel (namespace $relns), not a prometheus-adapter this script installed"
+  else
+    owner="a service not installed with Helm"
+  fi
+  echo "note: APIService v1beta1.custom.metrics.k8s.io is served by $svc_ns/$svc_name, $owner: left unchanged (step 5 skipped)."
+  echo "If it is a prometheus-adapter, append these entries to the rules: list of its configuration (the config.yaml"
+  echo "of its ConfigMap) and restart it; its Prometheus URL must reach the Prometheus that loads llmprep's PrometheusRule"
+  echo "($prometheus_url). If it is another metrics adapter, llmprep's HPA metrics need a prometheus-adapter in its place. The entries to add:"
+  print_rules
 else
   run helm upgrade --install prometheus-adapter prometheus-community/prometheus-adapter \
-    --namespace "$namespace" --version "$ADAPTER_VERSION" \
+    --namespace "$namespace" --create-namespace --version "$ADAPTER_VERSION" \
     --values "$here/prometheus-adapter.values.yaml" \
-    --set "prometheus.url=http://prometheus-kube-prometheus-prometheus.$namespace.svc" \
+    --set "prometheus.url=$prometheus_url" \
     --set llmprepManaged=true --wait
 fi
 
