@@ -4,14 +4,16 @@ The wheel is built from a copy of the checkout's files (what git tracks or would
 build isolation, and installed with `--no-deps` into a fresh venv outside the checkout; that venv
 reaches the test venv's dependencies through a .pth line (whose own .pth files, the editable
 install's finder among them, are then not run), so no network is needed and `llmprep` can only
-come from the wheel. A lab run takes about two minutes (tests/lab/test_lab_e2e.py), so the lab is
-proven by its setup step instead: rendering the chart and reading the adapter's rules from the
-installed package, everything a run reads before it starts processes.
+come from the wheel. Besides `chart template` and `chart lint`, a short real `llmprep lab` runs
+from that venv: the installed package's chart, rules, adapter values and stand-in profile, a real
+tritonserver (the nvidia-pytriton wheel's) and Prometheus, a few seconds of load at speed 20
+(about 20 s; the full surge is tests/lab/test_lab_e2e.py).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -178,3 +180,34 @@ def test_setup_py_copies_the_folders_the_package_looks_for() -> None:
         if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "SHIPPED_FOLDERS"
     ]
     assert tuple(listed) == shipped.SHIPPED_FOLDERS
+
+
+SMOKE_SCENARIO = {
+    "name": "wheel-smoke",
+    "description": "A few seconds of load through the installed package.",
+    "speed": 20,
+    "load": {
+        "protocol": "grpc",
+        "unit": "clients",
+        "stages": [{"step": {"to": 2, "for": "6s"}}],
+        "inputTokens": 16,
+        "outputTokens": 4,
+        "connections": 2,
+        "timeout": "30s",
+    },
+    "settle": "5s",
+}
+
+
+def test_a_short_lab_runs_from_the_wheel(installed: Installed) -> None:
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus not on PATH (make lab installs it)")
+    profile = installed.site / "llmprep" / "data" / "lab" / "cpu-standin.values.yaml"
+    scenario = installed.cwd / "smoke.scenario.yaml"
+    scenario.write_text(yaml.safe_dump({**SMOKE_SCENARIO, "values": [str(profile)]}))
+    out = installed.cwd / "lab-out"
+    done = installed.run("llmprep", "lab", "--scenario", str(scenario), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert Path(done.stdout.strip().splitlines()[-1]) == out / "lab.png" and (out / "lab.png").is_file()
+    summary = json.loads((out / "report.json").read_text())["summary"]
+    assert summary["requests"] > 0 and summary["failed_requests"] == 0, summary
