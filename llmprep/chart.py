@@ -2,7 +2,8 @@
 
 `merge_values` reproduces Helm's composition of user values: `--values` files deep-merged in
 order (maps merge, everything else replaces), then every `--set` applied onto that result with
-Helm's strvals rules, so `--set gpu[0]=X` replaces only the first element of a list a file set.
+Helm's strvals rules, so `--set gpu[0]=X` replaces only the first element of a list a file set
+(one difference, where Helm fails: a file's null under a `--set` path reads as absent, `apply_sets`).
 Helm's own parser (`helm_python.parse_set_string`) checks each expression first; the walk onto
 the existing values, Helm's `strvals.ParseInto`, which the SDK does not expose, is in
 `llmprep.strvals`. `render` returns the Kubernetes objects Helm would send to the cluster;
@@ -59,9 +60,28 @@ def merge_values(files: Iterable[Path] = (), sets: Iterable[str] = ()) -> dict[s
         except helm.HelmError as exc:
             raise SpecError(f"--values {path}: not a valid values file ({_first_line(exc)})") from None
         base = deep_merge(base, doc or {})
-    for expression in sets:
-        base = apply_set(base, expression)
-    return base
+    return apply_sets(base, sets)
+
+
+def apply_sets(values: Mapping[str, Any], sets: Iterable[str]) -> dict[str, Any]:
+    """Every `--set` applied in order, as Helm applies them, onto `values` that values files set.
+
+    One difference from Helm, where Helm fails: a null the files left in a key that a `--set` walks
+    into (`_open_nulls`) reads as the absent key it stands for. A null set by an earlier `--set`
+    is Helm's as it is.
+    """
+    helm = _helm()
+    expressions = list(sets)
+    data = copy.deepcopy(dict(values))
+    for expression in expressions:
+        try:
+            walk = helm.parse_set_string(expression)
+        except helm.HelmError as exc:
+            raise UsageError(f"--set {expression!r}: {_first_line(exc)}") from None
+        _open_nulls(data, walk)
+    for expression in expressions:
+        data = apply_set(data, expression)
+    return data
 
 
 def _without_nulls(values: Mapping[str, Any], defaults: Any) -> dict[str, Any]:
@@ -95,6 +115,35 @@ def apply_set(values: Mapping[str, Any], expression: str) -> dict[str, Any]:
     except strvals.SetConflict as exc:
         raise UsageError(f"--set {expression!r}: {exc}") from None
     return data
+
+
+def _open_nulls(data: dict[str, Any], walk: Mapping[str, Any]) -> None:
+    """Drop, in place, each null the values files left in `data` that a `--set` walks into as a map or a list.
+
+    `walk` is the expression parsed alone (Helm's own parser): the keys it names and the maps and
+    lists it builds under them. Helm's `strvals.ParseInto` (v4.2.3, pkg/strvals/parser.go `key`)
+    asserts that an existing key it walks into is a map (`a.b=…`) or a list (`a[0]=…`), and a
+    null from a values file fails that assertion: `unable to parse key: interface conversion:
+    interface {} is nil, not []interface {}`. The tutorials' `chart/values.yaml` leaves
+    `kubernetes.labels:` empty, so their multi-SKU command (`--values ./chart/values.yaml … --set
+    'kubernetes.labels[0].model=llama-3-8b'`) failed that way under Helm too. Here the null reads
+    as the absent key it stands for, so the `--set` builds the map or list as it would on a key no
+    file set. Nothing Helm accepts changes: only the walk Helm refuses does. A null the `--set`
+    does not walk into stays (it still removes a chart default at render time). `apply_set` alone
+    stays Helm's: `apply_sets` calls this for the files' values before any `--set` applies.
+    """
+    for key, inner in walk.items():
+        if not isinstance(inner, (Mapping, list)) or key not in data:
+            continue
+        current = data[key]
+        if current is None:
+            del data[key]
+        elif isinstance(inner, Mapping) and isinstance(current, dict):
+            _open_nulls(current, inner)
+        elif isinstance(inner, list) and isinstance(current, list):
+            for mine, theirs in zip(current, inner, strict=False):
+                if isinstance(mine, dict) and isinstance(theirs, Mapping):
+                    _open_nulls(mine, theirs)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -137,18 +186,30 @@ def render_files(
     try:
         with helm.Chart.load(chart_path) as chart:
             rendered = chart.render(
-                _with_api_versions(_without_nulls(values, chart.values), api_versions),
-                name=release,
-                namespace=namespace,
-                is_install=True,
+                _for_helm(values, chart.values, api_versions), name=release, namespace=namespace, is_install=True
             )
     except helm.HelmValuesError as exc:
-        raise SpecError(schema_message(str(exc))) from None
+        raise SpecError(one_line(str(exc))) from None
     except helm.HelmRenderError as exc:
-        raise SpecError(render_message(str(exc))) from None
+        raise SpecError(one_line(str(exc))) from None
     except helm.HelmChartLoadError as exc:
         raise UsageError(f"{chart_path}: not a loadable chart ({_first_line(exc)})") from None
     return {path: text for path, text in rendered.items() if text.strip()}
+
+
+def _for_helm(values: Mapping[str, Any], defaults: Any, api_versions: Iterable[str] | None) -> dict[str, Any]:
+    """The user values as `render` and `lint` hand them to Helm: nulls without a chart default
+    dropped (`_without_nulls`), the cluster's API versions added (`_with_api_versions`)."""
+    return _with_api_versions(_without_nulls(values, defaults), api_versions)
+
+
+def _chart_defaults(chart_path: Path) -> dict[str, Any]:
+    helm = _helm()
+    try:
+        with helm.Chart.load(chart_path) as chart:
+            return dict(chart.values or {})
+    except helm.HelmChartLoadError as exc:
+        raise UsageError(f"{chart_path}: not a loadable chart ({_first_line(exc)})") from None
 
 
 def render(
@@ -199,19 +260,37 @@ def lint(
     kube_version: str | None = None,
     api_versions: Iterable[str] | None = DEFAULT_API_VERSIONS,
 ) -> list[str]:
-    """`helm lint --strict` findings of warning severity or worse, as `path: message` lines (empty: clean)."""
+    """`helm lint --strict` findings of warning severity or worse, as one `path: message` line each (empty: clean).
+
+    The values reach Helm as in `render` (`_for_helm`: a null without a chart default dropped, as
+    the tutorials' values.yaml needs), and each finding is one line as `render`'s errors are
+    (`one_line`: one `key: allowed (got …)` per bad key). Helm reports a schema failure once per
+    rule that meets it (the values file, the templates, the error list): each text is kept once.
+    """
     helm = _helm()
+    chart_path = Path(chart_dir or CHART_DIR)
     report = helm.lint(
-        str(Path(chart_dir or CHART_DIR)),
-        _with_api_versions(values, api_versions),
+        str(chart_path),
+        _for_helm(values, _chart_defaults(chart_path), api_versions),
         strict=strict,
         namespace=namespace,
         kube_version=kube_version,
     )
-    lines = [
-        f"{m.get('path', '')}: {m.get('error', '')}" for m in report.get("messages", []) if m.get("severity", 0) >= 2
+    found: list[tuple[str, str]] = [
+        (str(m.get("path", "")), str(m.get("error", "")))
+        for m in report.get("messages", [])
+        if m.get("severity", 0) >= 2
     ]
-    lines += [str(e) for e in report.get("errors") or []]
+    found += [("", str(e)) for e in report.get("errors") or []]
+    lines: list[str] = []
+    said: set[frozenset[str]] = set()
+    for path, text in found:
+        message = one_line(text)
+        parts = frozenset(message.split("; "))  # the same keys, whichever order the rule met them in
+        if parts in said:
+            continue
+        said.add(parts)
+        lines.append(f"{path}: {message}" if path else message)
     return lines
 
 
@@ -267,6 +346,14 @@ def render_message(text: str) -> str:
     """A template's `fail`/`required` message without Helm's template-position prefix."""
     match = _FAIL.search(text)
     return match.group("text").strip() if match else _first_line(Exception(text))
+
+
+def one_line(text: str) -> str:
+    """Any Helm values or render failure as one line: a schema failure as `schema_message` gives
+    it, a template's `fail`/`required` as `render_message` does, else the first line."""
+    if any(_SCHEMA_LINE.search(line) for line in text.splitlines()):
+        return schema_message(text)
+    return render_message(text)
 
 
 def template(

@@ -126,9 +126,13 @@ readiness fails after two misses so a draining pod leaves the Endpoints quickly.
 
 {{/*
 The pod template of the Deployment (role "single") and of the LeaderWorkerSet's leader and worker.
-Argument: (dict "root" $ "role" "single"|"leader"|"worker"). Every role runs the same init container
-(`llmprep prepare`: the cache lock lets one pod build a key while the others wait and reuse it) and
-the same main command: `llmprep serve` picks the leader or worker side from LWS_WORKER_INDEX.
+Argument: (dict "root" $ "role" "single"|"leader"|"worker"). The pods that build run the init
+container `llmprep prepare` (the cache lock lets one pod build a key while the others wait and
+reuse it), sized by model.tensorrtLlm.conversion: a Deployment's pods and a group's leader. A
+group's workers run none: a group always has a shared claim (_validate.tpl), the leader builds
+into it before its mpirun starts any rank on them, and a worker's prepare would only hold a
+conversion-sized request (or win the lock and build in the wrong pod). Every role runs the same
+main command: `llmprep serve` picks the leader or worker side from LWS_WORKER_INDEX.
 */}}
 {{- define "llmprep.podTemplate" -}}
 {{- if not (and (kindIs "map" .) (hasKey . "root") (has (.role | default "") (list "single" "leader" "worker"))) }}
@@ -144,6 +148,8 @@ the same main command: `llmprep serve` picks the leader or worker side from LWS_
 {{- $spec := "/etc/llmprep/model.yaml" }}
 {{- $group := ne $role "single" }}
 {{- $ssh := and $group (gt (int (include "llmprep.groupSize" $root)) 1) }}
+{{- $builds := ne $role "worker" }}
+{{- $owner := include "llmprep.cacheNeedsOwner" $root }}
 metadata:
   labels:
     {{- include "llmprep.labels" $root | nindent 4 }}
@@ -199,8 +205,9 @@ spec:
     {{- with $V.kubernetes.tolerations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- if or $owner $builds }}
   initContainers:
-    {{- if include "llmprep.cacheNeedsOwner" $root }}
+    {{- if $owner }}
     # The kubelet creates a hostPath directory as root, mode 0755, and fsGroup does not apply to
     # hostPath: hand the cache directory (only it, not its contents) to the pod's uid and gid.
     # Root with CAP_CHOWN and CAP_FOWNER only, nothing else (values.yaml: cache.hostPathOwner).
@@ -237,6 +244,7 @@ spec:
         - name: cache
           mountPath: {{ $cacheMount | quote }}
     {{- end }}
+    {{- if $builds }}
     # Download, build (engine runtime) and write the model repository into the shared cache;
     # a warm cache makes this a sub-second check.
     - name: prepare
@@ -270,6 +278,8 @@ spec:
           mountPath: /var/run/secrets/hf
           readOnly: true
         {{- end }}
+    {{- end }}
+  {{- end }}
   containers:
     - name: triton
       image: {{ include "llmprep.image" $root | quote }}

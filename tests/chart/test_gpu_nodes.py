@@ -3,6 +3,7 @@ warning when a pod asks for more GPUs than the named product's usual node has.""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from llmprep import chart
 from tests.chart.conftest import CHART, TUTORIAL_MULTINODE, values_of
+from tests.conftest import TUTORIAL_VALUES
 
 TABLE = yaml.safe_load((CHART / "files" / "gpu-nodes.yaml").read_text())
 PRODUCTS = TABLE["products"]
@@ -28,6 +30,43 @@ def test_the_table_has_exactly_the_shape_the_cli_reads() -> None:
 )
 def test_the_common_products_are_listed(label: str) -> None:
     assert label in PRODUCTS
+
+
+def _products(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _named_products() -> dict[str, str]:
+    """Every GPU product our model files, the tutorials' values files and their README's command
+    lines name, with where it was named."""
+    from tests.chart.test_render import TUTORIAL_COMMANDS
+
+    named: dict[str, str] = {}
+    for path in [*sorted((CHART / "models").glob("*.yaml")), *sorted(TUTORIAL_VALUES.glob("*/*.yaml"))]:
+        doc = yaml.safe_load(path.read_text()) or {}
+        if isinstance(doc, dict) and "gpu" in doc:
+            for product in _products(doc["gpu"]):
+                named.setdefault(product, str(path.relative_to(CHART.parent)))
+    for command in TUTORIAL_COMMANDS:
+        for word in shlex.split(command):
+            if word.startswith("gpu[") and "=" in word:
+                named.setdefault(word.split("=", 1)[1], "the tutorials' multi-SKU pool command")
+    return named
+
+
+def test_every_gpu_product_our_model_files_and_the_tutorials_name_has_a_row() -> None:
+    named = _named_products()
+    assert {"NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S", "NVIDIA-H100-SXM5-80GB"} <= set(named)
+    missing = {product: where for product, where in named.items() if product not in PRODUCTS}
+    assert not missing, f"add rows to chart/files/gpu-nodes.yaml for {missing}"
+
+
+@pytest.mark.parametrize("label", ["NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S", "NVIDIA-H100-SXM5-80GB"])
+def test_the_added_rows_cite_where_their_count_was_read(label: str) -> None:
+    source = PRODUCTS[label]["source"]
+    assert "https://" in source and ("torchx" in source or "rapidsai" in source)
 
 
 def notes(*sets: str) -> str:

@@ -75,7 +75,7 @@ def _template(objects: Objects, role: str) -> dict[str, Any]:
 
 def _container(objects: Objects, role: str, name: str = "triton") -> dict[str, Any]:
     spec = _template(objects, role)["spec"]
-    return next(c for c in spec["containers"] + spec["initContainers"] if c["name"] == name)
+    return next(c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == name)
 
 
 def _lws_errors(obj: dict[str, Any]) -> list[str]:
@@ -189,10 +189,9 @@ def test_group_size_is_gpus_divided_by_gpus_per_node(
         ]
     )
     assert _lws(objects)["spec"]["leaderWorkerTemplate"]["size"] == size
-    for role in ("leader", "worker"):
-        for name in ("prepare", "triton"):
-            resources = _container(objects, role, name)["resources"]
-            assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == str(per_pod)
+    for role, name in (("leader", "prepare"), ("leader", "triton"), ("worker", "triton")):
+        resources = _container(objects, role, name)["resources"]
+        assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == str(per_pod)
 
 
 @pytest.mark.parametrize(("tensor", "per_node"), [(8, 8), (4, 8), (1, 8)])
@@ -416,9 +415,11 @@ def test_wait_and_ssh_port_come_from_values(value: str, flag: str) -> None:
     assert command[command.index(option) + 1] == flag
 
 
-def test_every_pod_of_a_group_prepares_under_the_shared_cache_lock(base: Objects) -> None:
-    for role in ("leader", "worker"):
-        assert _container(base, role, "prepare")["command"][:2] == ["llmprep", "prepare"]
+def test_the_leader_prepares_into_the_shared_cache_and_the_workers_do_not(base: Objects) -> None:
+    """A group always has a shared claim; the leader builds into it before its mpirun starts a rank
+    on the workers, so a worker's prepare step would only reserve the conversion's memory."""
+    assert _container(base, "leader", "prepare")["command"][:2] == ["llmprep", "prepare"]
+    assert "initContainers" not in _template(base, "worker")["spec"]
 
 
 def _model_yaml(objects: Objects, tmp_path: Path) -> Path:
@@ -483,8 +484,9 @@ def test_ssh_keys_reach_the_serving_container_only_read_only_and_owner_only(base
         assert secret["name"] == "llm-ssh"
         assert {i["key"] for i in secret["items"]} == SSH_FILES
         assert {i["mode"] for i in secret["items"]} == {0o400}
-        prepare = _container(base, role, "prepare")
-        assert all(m["name"] != "model-spec-ssh" for m in prepare["volumeMounts"])
+        if role == "leader":
+            prepare = _container(base, role, "prepare")
+            assert all(m["name"] != "model-spec-ssh" for m in prepare["volumeMounts"])
         mount = next(m for m in _container(base, role)["volumeMounts"] if m["name"] == "model-spec-ssh")
         assert mount["mountPath"] == "/etc/llmprep" and mount["readOnly"] is True
 

@@ -94,6 +94,78 @@ def test_a_tutorial_model_of_several_gpus_is_one_leaderworkerset_group_per_repli
         assert kinds.count("Deployment") == 1 and "LeaderWorkerSet" not in kinds
 
 
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _bytes(quantity: Any) -> int:
+    text = str(quantity)
+    for suffix, factor in _UNITS.items():
+        if text.endswith(suffix):
+            return int(float(text.removesuffix(suffix)) * factor)
+    return int(float(text))
+
+
+def _pod_memory(spec: dict[str, Any]) -> int:
+    """What the scheduler reserves for a pod: the larger of its largest init container and its
+    containers together (Kubernetes' effective request; the chart runs no sidecars)."""
+
+    def asked(containers: list[dict[str, Any]]) -> list[int]:
+        return [_bytes(c["resources"]["requests"]["memory"]) for c in containers]
+
+    return max([*asked(spec.get("initContainers") or []), sum(asked(spec["containers"]))])
+
+
+def _our_pods(objects: Objects) -> list[int]:
+    """Memory each pod of one replica reserves: the leader first, then the workers (or the one pod)."""
+    groups = chart.find(objects, "LeaderWorkerSet")
+    if groups:
+        template = groups[0]["spec"]["leaderWorkerTemplate"]
+        size = int(template["size"])
+        leader = _pod_memory(template["leaderTemplate"]["spec"])
+        return [leader, *[_pod_memory(template["workerTemplate"]["spec"])] * (size - 1)]
+    (deployment,) = chart.find(objects, "Deployment")
+    return [_pod_memory(deployment["spec"]["template"]["spec"])]
+
+
+def _theirs(values: dict[str, Any]) -> tuple[int, int]:
+    """The tutorial chart's memory for these values: (its conversion Job, each of its serving pods).
+
+    That chart (TensorRT-LLM_Multi-Node_Distributed_Models/chart, templates/job.yaml and
+    deployment.yaml at 81c510db) ran one conversion Job asking `tensorrtLlm.conversion.memory` and
+    tensor × pipeline pods of one GPU each asking `triton.resources.memory` (its default 8Gi ×
+    max(4, GPUs of the pod) = 32Gi); the files' base values.yaml sets 32Gi.
+    """
+    job = _bytes(values["model"]["tensorrtLlm"]["conversion"]["memory"])
+    pod = _bytes(values["triton"]["resources"].get("memory") or "32Gi")
+    return job, pod
+
+
+def test_only_the_pod_that_builds_asks_for_the_conversion_memory(tutorial: tuple[dict[str, Any], Objects]) -> None:
+    """llama-2-70b: the tutorial asked for one 256Gi Job and 8 pods × 32Gi; every pod of ours once
+    asked 256Gi for its prepare step (8 × 256Gi). Now the leader builds (the Job's memory, which it
+    holds while it serves: a pod's reservation covers its init containers) and the workers ask what
+    the tutorial's serving pods asked. So each pod fits where a tutorial pod or its Job fitted, and
+    a replica never reserves more than the tutorial's Job and pods together."""
+    values, objects = tutorial
+    job, pod = _theirs(values)
+    ours = _our_pods(objects)
+    assert ours[0] == max(job, pod)
+    assert ours[1:] == [pod] * (len(ours) - 1)
+    assert sum(ours) <= job + pod * _world(values)
+
+
+def test_a_groups_workers_run_no_prepare_step_and_mount_no_token() -> None:
+    objects = render(_files(TUTORIAL_VALUES / "multinode" / "llama-2-70b_values.yaml"), SSH)
+    template = chart.find(objects, "LeaderWorkerSet")[0]["spec"]["leaderWorkerTemplate"]
+    worker = template["workerTemplate"]["spec"]
+    leader = template["leaderTemplate"]["spec"]
+    assert "initContainers" not in worker
+    assert [c["name"] for c in leader["initContainers"]] == ["prepare"]
+    # The token reaches the prepare step only: no container of a worker mounts it.
+    assert all(m["name"] != "hf-token" for c in worker["containers"] for m in c["volumeMounts"])
+    assert any(m["name"] == "hf-token" for m in leader["initContainers"][0]["volumeMounts"])
+
+
 def test_the_gpu_warning_and_the_linter_stay_silent_for_the_tutorial_files(
     tutorial: tuple[dict[str, Any], Objects],
 ) -> None:

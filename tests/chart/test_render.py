@@ -15,7 +15,7 @@ import yaml
 from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
 
 from llmprep import chart
-from llmprep.errors import SpecError
+from llmprep.errors import SpecError, UsageError
 from llmprep.spec import parse_spec
 from tests.chart.conftest import (
     CHART,
@@ -39,6 +39,8 @@ KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Custom resources, validated another way: the operators' below, LeaderWorkerSet in test_multinode.py.
 CRD_GROUPS = {"monitoring.coreos.com", "keda.sh", "leaderworkerset.x-k8s.io"}
 OUR_VALUES = CHART / "values.yaml"
+# The single-node tutorial's own chart/values.yaml as it ships: what their README passes first.
+TUTORIAL_AS_SHIPPED = TUTORIAL_VALUES / "single" / "values-as-shipped.yaml"
 
 # Every file a user may install with: ours alone, ours + each model file, ours + each tutorial file.
 CASES = [[], *([OUR_VALUES, f] for f in MODEL_FILES), *([OUR_VALUES, f] for f in TUTORIAL_FILES)]
@@ -236,8 +238,10 @@ def _install(command: str) -> Objects:
 
 
 def _tutorial_path(path: str) -> Path:
+    """A path of the tutorial's README, in our test data: `./chart/values.yaml` is *their* chart's
+    values.yaml as it ships (its optional keys empty, YAML nulls), never ours."""
     name = Path(path).name
-    return OUR_VALUES if name == "values.yaml" else TUTORIAL_VALUES / "single" / name
+    return TUTORIAL_AS_SHIPPED if name == "values.yaml" else TUTORIAL_VALUES / "single" / name
 
 
 TUTORIAL_COMMANDS = [
@@ -256,6 +260,77 @@ def test_tutorial_command_lines_install_unchanged(command: str) -> None:
     objects = _install(command)
     name = shlex.split(command)[2]
     assert one(objects, "Deployment")["metadata"]["name"] == name
+
+
+def test_the_tutorial_commands_pass_their_values_yaml_as_shipped_with_its_nulls() -> None:
+    """The README tests above read the tutorial's values.yaml, not ours: it must hold the nulls
+    (`kubernetes.labels:` among them) that made the multi-SKU command fail."""
+    for command in TUTORIAL_COMMANDS:
+        first = shlex.split(command)[shlex.split(command).index("--values") + 1]
+        assert _tutorial_path(first) == TUTORIAL_AS_SHIPPED
+    shipped = yaml.safe_load(TUTORIAL_AS_SHIPPED.read_text())
+    assert "labels" in shipped["kubernetes"] and shipped["kubernetes"]["labels"] is None
+    assert shipped["autoscaling"]["metric"] == {"name": None, "value": None}
+
+
+def test_helm_itself_cannot_index_a_null_a_values_file_left_and_we_read_it_as_absent() -> None:
+    """Helm's strvals (the SDK's engine, Helm 4.2.3) refuses to walk a `--set` into a null:
+    `unable to parse key: interface conversion: interface {} is nil, not []interface {}`; so the
+    tutorial's multi-SKU command over their values.yaml failed under Helm too. We read the null
+    as the absent key it stands for; a null the `--set` does not walk into stays."""
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError, match="interface {} is nil"):
+        helm_python.parse_set_string("kubernetes.labels=null,kubernetes.labels[0].model=llama-3-8b")
+    with pytest.raises(helm_python.HelmError, match="interface {} is nil"):
+        helm_python.parse_set_string("kubernetes.labels=null,kubernetes.labels.model=llama-3-8b")
+    # The README's way with helm itself: --set-json replaces the null instead of walking into it.
+    assert helm_python.parse_set_json('kubernetes.labels=null,kubernetes.labels=[{"model":"llama-3-8b"}]') == {
+        "kubernetes": {"labels": [{"model": "llama-3-8b"}]}
+    }
+    assert '--set-json \'kubernetes.labels=[{"model":"llama-3-8b"}]\'' in (CHART / "README.md").read_text()
+    nulls = {"kubernetes": {"labels": None, "tolerations": None}}
+    assert chart.apply_sets(nulls, ["kubernetes.labels[0].model=llama-3-8b"]) == {
+        "kubernetes": {"labels": [{"model": "llama-3-8b"}], "tolerations": None}
+    }
+    assert chart.apply_sets(nulls, ["kubernetes.labels.model=llama-3-8b"])["kubernetes"]["labels"] == {
+        "model": "llama-3-8b"
+    }
+    assert chart.apply_sets({"a": [{"b": None}]}, ["a[0].b.c=1"]) == {"a": [{"b": {"c": 1}}]}
+    # A scalar over a null, a list index over a list, and a null an earlier --set made are Helm's own.
+    assert chart.apply_sets(nulls, ["kubernetes.labels=x"])["kubernetes"]["labels"] == "x"
+    assert chart.apply_sets({"gpu": ["A", "B"]}, ["gpu[0]=X"]) == {"gpu": ["X", "B"]}
+    with pytest.raises(UsageError, match="a is null"):
+        chart.apply_sets({}, ["a=null", "a.b=1"])
+    with pytest.raises(UsageError, match="a is null"):
+        chart.apply_set({"a": None}, "a.b=1")
+
+
+def test_merge_values_reads_a_files_null_under_a_set_as_absent(tmp_path: Path) -> None:
+    shipped = chart.merge_values([TUTORIAL_AS_SHIPPED], ["kubernetes.labels[0].model=llama-3-8b"])
+    assert shipped["kubernetes"]["labels"] == [{"model": "llama-3-8b"}]
+    assert "tolerations" in shipped["kubernetes"] and shipped["kubernetes"]["tolerations"] is None
+
+
+def test_chart_lint_of_the_tutorials_values_yaml_as_shipped_and_a_model_file_is_clean() -> None:
+    """`llmprep chart lint -f <their values.yaml> -f <their gpt2_values.yaml>`: the nulls are read as
+    Helm reads them at install, as `chart template` does, so lint gives the same verdict."""
+    from tests.conftest import run_cli
+
+    files = [TUTORIAL_AS_SHIPPED, TUTORIAL_VALUES / "single" / "gpt2_values.yaml"]
+    assert chart.lint(chart.merge_values(files), namespace=NAMESPACE) == []
+    done = run_cli("chart", "lint", *(a for f in files for a in ("-f", str(f))))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "anyOf" not in done.stdout + done.stderr
+
+
+def test_chart_lint_reports_a_schema_error_once_in_one_line_per_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("autoscaling:\n  metric:\n    name: 5\n    value: [1]\n")
+    (line,) = chart.lint(chart.merge_values([TUTORIAL_AS_SHIPPED, bad]), namespace=NAMESPACE)
+    assert "\n" not in line and "anyOf" not in line and "at '/" not in line
+    keys = sorted(part.split(": ")[-2] for part in line.split("; "))
+    assert keys == ["autoscaling.metric.name", "autoscaling.metric.value"]
 
 
 def test_multi_sku_command_replaces_only_the_first_gpu_and_keeps_the_pool_label() -> None:
