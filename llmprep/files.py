@@ -1,4 +1,4 @@
-"""Ground module: reading the user's files (one YAML reader with one-line errors), writing ours atomically.
+"""Ground module: reading the user's files (one YAML reader, one JSON reader, one-line errors), writing ours atomically.
 
 Every call site that reads a user's YAML (spec, chart, lab, load profiles, adapter rules) goes
 through `read_text` + `load_yaml`, so junk bytes, UTF-16, deep nesting, alias bombs, FIFOs and
@@ -6,25 +6,29 @@ devices all end in one line. Every file we write goes through `write_bytes_atomi
 and JSON forms): a temporary file in the same folder, flushed and fsynced, given the mode an
 ordinary write would have (0666 less the umask; mkstemp's 0600 would hide a report from its
 group), then renamed over the target; on any failure the temporary file is removed, so a reader
-sees the old file or the new one, never half of one.
+sees the old file or the new one, never half of one. A folder we build is built beside its
+target and renamed into place by `publish_dir`, into a directory `ensure_dir` found writable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import re
+import shutil
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from llmprep.errors import LlmprepError, UsageError
+from llmprep.errors import CacheError, LlmprepError, UsageError
 
 MAX_BYTES = 64 * 1024 * 1024  # a values file is kilobytes; refuse what would fill memory
 MAX_DEPTH = 100  # Helm values nest a dozen levels; thousands mean junk (and Python's recursion limit)
@@ -172,6 +176,157 @@ def read_yaml(path: Path | str, what: str, error: type[LlmprepError] = UsageErro
     """`load_yaml(read_text(path))`, with errors naming `what path`."""
     text = read_text(path, what, error)
     return load_yaml(text, f"{what} {path}".strip(), error, **options)
+
+
+def read_json(path: Path | str, error: type[LlmprepError], *, missing: str, unreadable: str) -> Any:
+    """The JSON document of a file we or a tool wrote; one-line errors `path: missing` and `path: unreadable (why)`."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"{path}: {unreadable} ({exc})") from None
+
+
+# -- directories we write into ---------------------------------------------------------------
+# The messages name --cache, where most of our folders go (`llmprep repo --out` shares the checks).
+# Write errors that mean the volume (or the process's file-size limit) is full:
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+MIN_FREE_BYTES = 1 << 20  # below this a volume counts as full: nothing we write fits
+# Kernel file systems: a path there is never storage (writes fail, or land in memory or in the kernel).
+KERNEL_FS = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "cgroup",
+        "cgroup2",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "configfs",
+        "bpf",
+        "mqueue",
+        "pstore",
+        "efivarfs",
+        "fusectl",
+    }
+)
+_KERNEL_ROOTS = (Path("/proc"), Path("/sys"))
+
+
+def _failer(path: Path, what: str) -> Callable[[str, str], CacheError]:
+    def fail(reason: str, fix: str) -> CacheError:
+        return CacheError(f"{what} {path}: {reason} (running as uid {os.getuid()}); {fix}")
+
+    return fail
+
+
+def _kernel_fs(path: Path) -> str | None:
+    """The kernel file system `path` would live on (proc, sysfs…), or None for storage."""
+    path = path.resolve()
+    if any(path == root or root in path.parents for root in _KERNEL_ROOTS):
+        return "proc" if Path("/proc") in (path, *path.parents) else "sysfs"
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, fstype = Path("/"), ""
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if (point == path or point in path.parents) and len(point.parts) >= len(best.parts):
+            best, fstype = point, fields[2]
+    return fstype if fstype in KERNEL_FS else None
+
+
+def check_dir(path: Path, what: str = "the cache", *, must_exist: bool = False, missing_fix: str = "") -> Path:
+    """`path` as a place a cache can be: not on a kernel file system, no file in its way, and (with
+    `must_exist`) an existing, readable directory; else a one-line CacheError naming path, uid and fix.
+    Writes nothing; `ensure_dir` checks that a writer can write."""
+    path = Path(path)
+    fail = _failer(path, what)
+    fstype = _kernel_fs(path)
+    if fstype:
+        raise fail(f"on {fstype}, a kernel file system, not storage", "give a directory on a volume with --cache")
+    here = path
+    while not os.path.exists(here) and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        where = "the directory" if here == path else f"a directory ({here})"
+        raise fail(f"a file stands where {where} should be", "remove it or give another --cache")
+    if here != path and must_exist:
+        raise fail("does not exist", missing_fix or "give an existing cache directory with --cache")
+    if here == path and not os.access(path, os.R_OK | os.X_OK):
+        raise fail("not readable", f"make it readable for uid {os.getuid()} or give another --cache")
+    return path
+
+
+def ensure_dir(path: Path, what: str = "the cache") -> Path:
+    """`path` as an existing, writable directory with room, or a one-line CacheError naming path, uid and fix."""
+    path = Path(path)
+    fail = _failer(path, what)
+    check_dir(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise fail("a file stands where the directory should be", "remove it or give another --cache") from None
+    except OSError as exc:
+        raise _dir_error(exc, fail) from None
+    if not path.is_dir():
+        raise fail("not a directory", "remove it or give another --cache")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".llmprep-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _dir_error(exc, fail) from None
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        free = MIN_FREE_BYTES
+    if free < MIN_FREE_BYTES:
+        raise fail(f"the volume is full ({free} bytes free)", "free space or enlarge the volume")
+    return path
+
+
+def _dir_error(exc: OSError, fail: Callable[[str, str], CacheError]) -> CacheError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EROFS:
+        return fail("read-only file system", "mount the volume read-write or give another --cache")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return fail(
+            f"not writable ({reason})",
+            f"make it writable for uid {os.getuid()} (chown/chmod, fsGroup, or chattr -i) or give another --cache",
+        )
+    if exc.errno == errno.ENOTDIR:
+        return fail("a file stands where a directory should be", "remove it or give another --cache")
+    if exc.errno in FULL_ERRNOS:
+        return fail("the volume is full", "free space or enlarge the volume")
+    return fail(f"cannot be created or written ({reason})", "give a writable directory with --cache")
+
+
+def publish_dir(staging: Path, final: Path) -> None:
+    """Rename the finished folder `staging` to `final`; an older `final` is replaced whole.
+
+    The older folder is renamed aside first (`<final>.trash-<random>`, the name the cache's leftover
+    sweep knows) and removed after, so a reader sees the old folder or the new one, never a mix; if
+    the rename fails the older folder is put back and the error raised.
+    """
+    if not final.exists():
+        os.rename(staging, final)
+        return
+    aside = final.with_name(f"{final.name}.trash-{os.urandom(4).hex()}")
+    os.rename(final, aside)
+    try:
+        os.rename(staging, final)
+    except OSError:
+        os.rename(aside, final)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 # -- writing ------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 `run` runs a command to its end. `ManagedProcess` is the base of the long-lived servers we start
 on loopback (Triton, Prometheus): start with output appended to a log file, wait until ready
 (failing with the log's tail if it exits or never gets ready), signal its process group, stop
-with SIGTERM then SIGKILL. `free_port` picks a loopback port for them.
+with SIGTERM then SIGKILL (`stop`, which the lab's replicas use too). `free_port` picks a
+loopback port for them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from llmprep.errors import LlmprepError, ProcessError
 
@@ -127,6 +129,33 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def send_signal(proc: subprocess.Popen[Any], signum: int, *, group: bool = True) -> None:
+    """`signum` to `proc`'s process group (`group` False: to the process alone); one already gone is no error."""
+    try:
+        if group:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def wait_or_kill(proc: subprocess.Popen[Any], grace: float) -> int:
+    """Wait `grace` seconds for `proc` to exit, then SIGKILL its process group and wait; the exit code."""
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        send_signal(proc, signal.SIGKILL)
+        return proc.wait()
+
+
+def stop(proc: subprocess.Popen[Any], grace: float, *, group: bool = True) -> int:
+    """SIGTERM to `proc`'s process group (`group` False: to the process alone), SIGKILL to the group after
+    `grace` seconds; the exit code."""
+    send_signal(proc, signal.SIGTERM, group=group)
+    return wait_or_kill(proc, grace)
+
+
 class ManagedProcess:
     """A server process in its own session, its output appended to `log_path`.
 
@@ -181,20 +210,12 @@ class ManagedProcess:
     def signal(self, signum: int) -> None:
         """Send `signum` to the process group while the process runs."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signum)
-            except ProcessLookupError:
-                pass
+            send_signal(self.proc, signum)
 
     def terminate(self, grace: float) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; the exit code (None if never started)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.proc.wait()
+            stop(self.proc, grace)
         return self.proc.returncode

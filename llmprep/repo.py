@@ -27,6 +27,7 @@ from typing import Any
 import jinja2
 
 from llmprep.errors import RepoError, SpecError, UsageError
+from llmprep.files import ensure_dir, publish_dir
 from llmprep.spec import ModelSpec
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -358,8 +359,6 @@ def write_repository(
     out_dir = Path(out_dir).expanduser().absolute()
     _check_target(out_dir)
     src, tiny = _sources(runtime, engine, out_dir, checkpoint_dir, artifact_dir, tokenizer_dir)
-    from llmprep.artifacts.cache import ensure_dir
-
     ensure_dir(out_dir.parent, "the repository's directory")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
@@ -386,7 +385,7 @@ def write_repository(
         }
         (staging / MARKER).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.chmod(staging, 0o755)
-        _swap_into_place(staging, out_dir)
+        publish_dir(staging, out_dir)  # an older repository there is replaced whole
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -406,22 +405,6 @@ def _repoint(values: Mapping[str, Any], old: Path, new: Path) -> dict[str, Any]:
         return value
 
     return {k: fix(v) for k, v in values.items()}
-
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename the finished folder into place; an older repository there is replaced whole."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.rmdir(old)
-    out_dir.rename(old)
-    try:
-        staging.rename(out_dir)
-    except OSError:
-        old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def model_names(repository: Path) -> list[str]:

@@ -6,6 +6,7 @@ import math
 import os
 import socket
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,6 +55,43 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(
     with pytest.raises(OSError, match="No space"):
         files.write_text_atomic(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_a_published_folder_replaces_an_older_one_whole_and_leaves_nothing_aside(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    (final / "stale").mkdir(parents=True)
+    staging = tmp_path / "entry.partial-1"
+    staging.mkdir()
+    (staging / "new.txt").write_text("new")
+    files.publish_dir(staging, final)
+    assert [p.name for p in final.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+
+
+def test_a_failed_publish_puts_the_older_folder_back(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(OSError):
+        files.publish_dir(tmp_path / "no-such-staging", final)
+    assert (final / "old.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, r"m\.json: gone$"), ("{not json", r"m\.json: unreadable \(Expecting property name"), ("[1]", None)],
+)
+def test_a_json_file_reads_or_fails_in_one_line(tmp_path: Path, content: str | None, message: str | None) -> None:
+    path = tmp_path / "m.json"
+    if content is not None:
+        path.write_text(content)
+    if message is None:
+        assert files.read_json(path, UsageError, missing="gone", unreadable="unreadable") == [1]
+        return
+    with pytest.raises(UsageError, match=message) as caught:
+        files.read_json(path, UsageError, missing="gone", unreadable="unreadable")
+    assert "\n" not in str(caught.value)
 
 
 # --------------------------------------------------------------------------- units
@@ -148,3 +186,27 @@ def test_a_ready_process_is_stopped_with_sigterm(tmp_path: Path) -> None:
     server.wait_ready(60)
     assert server.terminate(30) == -15
     server.signal(15)  # after exit: nothing to signal, and no error
+
+
+def test_stop_kills_the_group_of_a_process_that_ignores_sigterm_after_the_grace_period() -> None:
+    ignoring = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(600)"
+    child = subprocess.Popen([sys.executable, "-c", ignoring], stdout=subprocess.PIPE, start_new_session=True)
+    assert child.stdout is not None and child.stdout.readline()  # the handler is in place
+    assert proc.stop(child, 0.2) == -9
+
+
+def test_stop_with_group_false_signals_the_process_alone() -> None:
+    # The leader starts a sleeper in its group and prints its pid; only the leader is stopped.
+    leader = (
+        "import subprocess, sys, time; "
+        "s = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        "print(s.pid, flush=True); time.sleep(600)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", leader], stdout=subprocess.PIPE, start_new_session=True)
+    assert child.stdout is not None
+    sleeper = int(child.stdout.readline())
+    try:
+        assert proc.stop(child, 30, group=False) == -15
+        os.kill(sleeper, 0)  # still there: the group was not signalled
+    finally:
+        os.killpg(child.pid, 9)

@@ -2,7 +2,8 @@
 
 Issue 21's bar: no module under `llmprep/` over 450 lines (the Python models under templates/
 included) and no import circle. The import graph is read with `ast` from the sources, imports
-inside functions included (a late import still closes a circle, it only hides it until run time).
+inside functions included (a late import still closes a circle, it only hides it until run time),
+and `importlib.import_module` of a literal name.
 """
 
 from __future__ import annotations
@@ -89,13 +90,31 @@ def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
         todo.extend(ast.iter_child_nodes(node))
 
 
+def _import_module_call(node: ast.AST) -> str | None:
+    """The name `importlib.import_module("name")` (or a bare `import_module("name")`) loads, when a literal."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    named = (isinstance(func, ast.Attribute) and func.attr == "import_module") or (
+        isinstance(func, ast.Name) and func.id == "import_module"
+    )
+    first = node.args[0]
+    if named and isinstance(first, ast.Constant) and isinstance(first.value, str) and not first.value.startswith("."):
+        return first.value
+    return None
+
+
 def imports_of(path: Path, modules: Mapping[str, Path], root: Path = ROOT) -> set[str]:
-    """The package modules that `path` imports anywhere in its body (top level, functions, branches)."""
+    """The package modules that `path` imports anywhere in its body (top level, functions, branches),
+    `importlib.import_module` of a literal name included."""
     here = module_name(path, root)
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found: set[str] = set()
     for node in _runtime_nodes(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
+        loaded = _import_module_call(node)
+        if loaded is not None:
+            targets = [loaded]
+        elif isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -185,6 +204,15 @@ def test_the_circle_finder_sees_a_circle_closed_by_an_import_inside_a_function(t
     graph = import_graph(tmp_path, "pkg")
     assert circles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
     assert graph["pkg.d"] == {"pkg.a"}
+
+
+def test_the_circle_finder_sees_a_module_loaded_by_importlib_import_module(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import importlib\n\ndef late():\n    return importlib.import_module('pkg.b')\n")
+    (pkg / "b.py").write_text("from importlib import import_module\nimport_module('pkg.a')\nimport_module(NAME)\n")
+    assert circles(import_graph(tmp_path, "pkg")) == [["pkg.a", "pkg.b"]]
 
 
 def test_an_import_only_for_type_checking_closes_no_circle(tmp_path: Path) -> None:

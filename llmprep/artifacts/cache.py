@@ -12,7 +12,6 @@ complete entry; one whose manifest or files do not verify is rebuilt, never serv
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -27,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from llmprep.errors import CacheError
-from llmprep.files import write_json_atomic
+from llmprep.files import FULL_ERRNOS, ensure_dir, publish_dir, read_json, write_json_atomic
+from llmprep.files import check_dir as check_dir  # the directory checks are ground's; --cache callers look here
 
 ENGINES = "engines"
 REPOS = "repos"
@@ -37,135 +37,14 @@ REPO_MANIFEST = ".llmprep-manifest.json"
 # Runtime caches (autotuner, torch.compile, Triton kernels) fill after the build: not checksummed.
 MUTABLE_DIR = "caches"
 KEY_LENGTH = 16
-# Write errors that mean the volume (or the process's file-size limit) is full.
-_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 DEFAULT_LOCK_TIMEOUT = 3600.0
 POLL_SECONDS = 0.2
 
 
 def write_error(what: str, folder: Path, exc: OSError) -> CacheError:
     """The one-line error for a failed write of a cache entry (a full volume says so)."""
-    hint = "the volume is full: free space or enlarge it" if exc.errno in _FULL else "check the volume"
+    hint = "the volume is full: free space or enlarge it" if exc.errno in FULL_ERRNOS else "check the volume"
     return CacheError(f"{what}: cannot write the entry in {folder} ({exc.strerror or exc}); {hint}, then run again")
-
-
-MIN_FREE_BYTES = 1 << 20  # below this a volume counts as full: nothing we write fits
-
-
-# Kernel file systems: a path there is never storage (writes fail, or land in memory or in the kernel).
-KERNEL_FS = frozenset(
-    {
-        "proc",
-        "sysfs",
-        "devtmpfs",
-        "devpts",
-        "cgroup",
-        "cgroup2",
-        "debugfs",
-        "tracefs",
-        "securityfs",
-        "configfs",
-        "bpf",
-        "mqueue",
-        "pstore",
-        "efivarfs",
-        "fusectl",
-    }
-)
-_KERNEL_ROOTS = (Path("/proc"), Path("/sys"))
-
-
-def _failer(path: Path, what: str) -> Callable[[str, str], CacheError]:
-    def fail(reason: str, fix: str) -> CacheError:
-        return CacheError(f"{what} {path}: {reason} (running as uid {os.getuid()}); {fix}")
-
-    return fail
-
-
-def _kernel_fs(path: Path) -> str | None:
-    """The kernel file system `path` would live on (proc, sysfs…), or None for storage."""
-    path = path.resolve()
-    if any(path == root or root in path.parents for root in _KERNEL_ROOTS):
-        return "proc" if Path("/proc") in (path, *path.parents) else "sysfs"
-    try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return None
-    best, fstype = Path("/"), ""
-    for line in mounts:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = Path(fields[1].replace("\\040", " "))
-        if (point == path or point in path.parents) and len(point.parts) >= len(best.parts):
-            best, fstype = point, fields[2]
-    return fstype if fstype in KERNEL_FS else None
-
-
-def check_dir(path: Path, what: str = "the cache", *, must_exist: bool = False, missing_fix: str = "") -> Path:
-    """`path` as a place a cache can be: not on a kernel file system, no file in its way, and (with
-    `must_exist`) an existing, readable directory; else a one-line CacheError naming path, uid and fix.
-    Writes nothing; `ensure_dir` checks that a writer can write."""
-    path = Path(path)
-    fail = _failer(path, what)
-    fstype = _kernel_fs(path)
-    if fstype:
-        raise fail(f"on {fstype}, a kernel file system, not storage", "give a directory on a volume with --cache")
-    here = path
-    while not os.path.exists(here) and here != here.parent:
-        here = here.parent
-    if not here.is_dir():
-        where = "the directory" if here == path else f"a directory ({here})"
-        raise fail(f"a file stands where {where} should be", "remove it or give another --cache")
-    if here != path and must_exist:
-        raise fail("does not exist", missing_fix or "give an existing cache directory with --cache")
-    if here == path and not os.access(path, os.R_OK | os.X_OK):
-        raise fail("not readable", f"make it readable for uid {os.getuid()} or give another --cache")
-    return path
-
-
-def ensure_dir(path: Path, what: str = "the cache") -> Path:
-    """`path` as an existing, writable directory with room, or a one-line CacheError naming path, uid and fix."""
-    path = Path(path)
-    fail = _failer(path, what)
-    check_dir(path, what)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise fail("a file stands where the directory should be", "remove it or give another --cache") from None
-    except OSError as exc:
-        raise _dir_error(exc, fail) from None
-    if not path.is_dir():
-        raise fail("not a directory", "remove it or give another --cache")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".llmprep-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise _dir_error(exc, fail) from None
-    try:
-        free = shutil.disk_usage(path).free
-    except OSError:
-        free = MIN_FREE_BYTES
-    if free < MIN_FREE_BYTES:
-        raise fail(f"the volume is full ({free} bytes free)", "free space or enlarge the volume")
-    return path
-
-
-def _dir_error(exc: OSError, fail: Callable[[str, str], CacheError]) -> CacheError:
-    reason = exc.strerror or str(exc)
-    if exc.errno == errno.EROFS:
-        return fail("read-only file system", "mount the volume read-write or give another --cache")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return fail(
-            f"not writable ({reason})",
-            f"make it writable for uid {os.getuid()} (chown/chmod, fsGroup, or chattr -i) or give another --cache",
-        )
-    if exc.errno == errno.ENOTDIR:
-        return fail("a file stands where a directory should be", "remove it or give another --cache")
-    if exc.errno in _FULL:
-        return fail("the volume is full", "free space or enlarge the volume")
-    return fail(f"cannot be created or written ({reason})", "give a writable directory with --cache")
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:
@@ -231,12 +110,9 @@ def _manifest_path(path: Path, manifest_name: str) -> Path:
 def read_manifest(path: Path, manifest_name: str = MANIFEST) -> dict[str, Any]:
     """The manifest of an entry (`path` is the entry directory or the manifest file)."""
     target = _manifest_path(Path(path), manifest_name)
-    try:
-        data = json.loads(target.read_text())
-    except FileNotFoundError:
-        raise CacheError(f"{target}: no manifest; the entry is incomplete") from None
-    except (OSError, ValueError) as exc:
-        raise CacheError(f"{target}: unreadable manifest ({exc})") from None
+    data = read_json(
+        target, CacheError, missing="no manifest; the entry is incomplete", unreadable="unreadable manifest"
+    )
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict) or not isinstance(data.get("key"), str):
         raise CacheError(f"{target}: not a llmprep manifest (needs key, inputs, files)")
     return data
@@ -361,8 +237,7 @@ def ensure_entry(
             if not partial.is_dir():
                 raise CacheError(f"{partial}: the build left no output directory")
             manifest = write_manifest(partial, key=key, inputs=inputs, manifest_name=manifest_name)
-            discard(final)  # a corrupt entry, never served
-            os.rename(partial, final)
+            publish_dir(partial, final)  # replaces a corrupt entry, never served
         except OSError as exc:
             # A full volume (ENOSPC, EFBIG, EDQUOT) while writing the entry: one line, nothing left behind.
             shutil.rmtree(partial, ignore_errors=True)

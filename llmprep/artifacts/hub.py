@@ -25,7 +25,7 @@ from typing import Any
 
 from llmprep.artifacts import cache
 from llmprep.errors import HubError, UsageError
-from llmprep.files import write_json_atomic
+from llmprep.files import publish_dir, write_json_atomic
 
 META = ".llmprep-checkpoint.json"
 HUB_DIR = ".hub"
@@ -299,8 +299,10 @@ def download(
                 )
             say(f"downloading {len(wanted)} files of {repo}@{commit[:12]}")
             snapshot = _snapshot(repo, commit, hub, wanted, token=token, offline=offline, show_bars=show_bars)
-        for leftover in final.parent.glob(f"{final.name}.partial-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        # A dead downloader's staging, or the older copy publish_dir had set aside when it was killed.
+        for pattern in (f"{final.name}.partial-*", f"{final.name}.trash-*"):
+            for leftover in final.parent.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
         partial = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-", dir=final.parent))
         try:
             files: dict[str, int] = {}
@@ -323,9 +325,7 @@ def download(
                     digests[rel] = digest
             meta = {"repo": repo, "revision": revision, "commit": commit, "files": files, "digests": digests}
             write_json_atomic(partial / META, meta)
-            if final.exists():
-                shutil.rmtree(final)  # incomplete: its sizes did not verify above
-            os.rename(partial, final)
+            publish_dir(partial, final)  # replaces an incomplete one: its sizes did not verify above
         except OSError as exc:  # a full volume while assembling: one line, nothing partial left
             shutil.rmtree(partial, ignore_errors=True)
             raise cache.write_error(f"checkpoint {repo}@{commit[:12]}", final.parent, exc) from None

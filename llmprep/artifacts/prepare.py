@@ -6,7 +6,6 @@ A warm run finds every step's entry verified and does no network, no build and n
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -33,7 +32,7 @@ class Prepared:
     checkpoint_dir: Path
     artifact_dir: Path
     manifest: dict[str, Any]
-    repository_dir: Path | None  # None until llmprep.repo exists
+    repository_dir: Path | None  # None: no verified repository in the cache (find_prepared only)
     built: bool = False  # this call built the artifact
     note: str | None = None  # what was not done, and why
 
@@ -147,19 +146,17 @@ def build_artifact(
 
 def _repository(
     spec: ModelSpec, cache_dir: Path, checkpoint_dir: Path, artifact: cache.Entry, *, opts: Options, progress: Progress
-) -> tuple[Path | None, str | None]:
-    try:
-        repo_module = importlib.import_module("llmprep.repo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "llmprep.repo":
-            raise
-        return None, "the model repository step is not available yet (llmprep.repo is missing); stopped after the build"
+) -> Path:
+    # Imported here, not at the top: find_prepared (the pod's start, serve/plan.py) needs no templates, and
+    # llmprep.repo brings Jinja2 (about 30 ms of imports).
+    from llmprep.repo import write_repository
+
     key = repository_key(spec, artifact.path.name)
 
     def write(out_dir: Path) -> None:
         progress(f"writing the {spec.runtime} model repository {key}")
         out_dir.rmdir()  # the writer creates it
-        repo_module.write_repository(
+        write_repository(
             spec, checkpoint_dir=checkpoint_dir, artifact_dir=artifact.path, out_dir=out_dir, engine="real"
         )
         out_dir.mkdir(exist_ok=True)
@@ -174,7 +171,7 @@ def _repository(
         manifest_name=cache.REPO_MANIFEST,
         deep=opts.verify,
     )
-    return entry.path, None
+    return entry.path
 
 
 def prepare(
@@ -193,13 +190,11 @@ def prepare(
         if found.repository_dir is not None:
             return found
         artifact = cache.Entry(found.artifact_dir, found.manifest, built=False)
-        repo_dir, note = _repository(
-            found.spec, cache_dir, found.checkpoint_dir, artifact, opts=opts, progress=progress
-        )
-        return dataclasses.replace(found, repository_dir=repo_dir, note=note)
+        repo_dir = _repository(found.spec, cache_dir, found.checkpoint_dir, artifact, opts=opts, progress=progress)
+        return dataclasses.replace(found, repository_dir=repo_dir)
     checkpoint = _checkpoint(spec, cache_dir, opts, progress)
     resolved, artifact = build_artifact(spec, cache_dir, checkpoint, opts=opts, progress=progress, env=env)
-    repo_dir, note = _repository(resolved, cache_dir, checkpoint.path, artifact, opts=opts, progress=progress)
+    repo_dir = _repository(resolved, cache_dir, checkpoint.path, artifact, opts=opts, progress=progress)
     return Prepared(
         spec=resolved,
         key=artifact.path.name,
@@ -208,7 +203,6 @@ def prepare(
         manifest=artifact.manifest,
         repository_dir=repo_dir,
         built=artifact.built,
-        note=note,
     )
 
 

@@ -60,10 +60,10 @@ LockTimeoutOption = Annotated[
 
 
 def _cache_dir(value: Path | None, *, must_exist: bool = False, missing_fix: str = "") -> Path:
-    """The --cache folder, refused in one line when it cannot be a cache (see cache.check_dir)."""
+    """The --cache folder, refused in one line when it cannot be a cache (see files.check_dir)."""
     import os
 
-    from llmprep.artifacts.cache import check_dir
+    from llmprep.files import check_dir
 
     path = (value or Path(os.environ.get("LLMPREP_CACHE") or ".llmprep-cache")).absolute()
     return check_dir(path, must_exist=must_exist, missing_fix=missing_fix).resolve()  # errors name the path given

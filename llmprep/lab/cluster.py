@@ -31,7 +31,7 @@ from typing import Literal
 from llmprep.errors import LabError
 from llmprep.lab.front import Front
 from llmprep.lab.replicas import Pod
-from llmprep.proc import free_port
+from llmprep.proc import free_port, send_signal, stop, wait_or_kill
 from llmprep.serve.triton import http_ok
 
 State = Literal["starting", "ready", "draining", "stopped", "failed"]
@@ -310,20 +310,9 @@ class Cluster:
         if proc is not None and proc.poll() is None:
             replica.sigterm_at = self._clock()
             self._event("sigterm", replica)
-            try:
-                # The kubelet signals the container's main process only (`llmprep serve` execs
-                # tritonserver); Triton stops its Python backend stubs itself.
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=config.exit_timeout_s + 15)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            # The kubelet signals the container's main process only (`llmprep serve` execs
+            # tritonserver); Triton stops its Python backend stubs itself.
+            stop(proc, config.exit_timeout_s + 15, group=False)
         self._reap_group(proc)
         with self._lock:
             replica.state = "stopped"
@@ -416,23 +405,13 @@ class Cluster:
                 self.front.remove(f"127.0.0.1:{replica.port(self.config.protocol)}")
         for replica in live:
             if replica.proc is not None and replica.proc.poll() is None:
-                try:
-                    os.killpg(replica.proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                send_signal(replica.proc, signal.SIGTERM)
         deadline = time.monotonic() + self.config.exit_timeout_s + 15
         for replica in live:
             proc = replica.proc
             if proc is None:
                 continue
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            wait_or_kill(proc, max(0.1, deadline - time.monotonic()))
             self._reap_group(proc)
             replica.state = "stopped"
             replica.stopped_at = self._clock()

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from llmprep import files
 from llmprep.errors import LabError
 from llmprep.lab.hpa import HpaSpec, hpa_from_manifest, hpa_from_scaled_object
 from llmprep.lab.keda import KedaSpec, keda_from_scaled_object
@@ -102,19 +103,24 @@ def compose_values(scenario: Scenario) -> dict[str, Any]:
     return values
 
 
+def chart_defaults(chart_dir: Path) -> dict[str, Any]:
+    """The chart's own values.yaml, or a one-line LabError (missing, unreadable, not YAML, not a mapping)."""
+    path = chart_dir / "values.yaml"
+    defaults = files.read_yaml(path, "the chart's values", LabError, string_keys=False) or {}
+    if not isinstance(defaults, dict):
+        raise LabError(f"the chart's values {path}: not a mapping of values")
+    return defaults
+
+
 def compress(
-    values: dict[str, Any], chart_dir: Path, speed: float
+    values: dict[str, Any], defaults: Mapping[str, Any], speed: float
 ) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
-    """`values` with the monitoring durations divided by `speed`, and what changed."""
+    """`values` with the monitoring durations divided by `speed`, and what changed (`defaults`: the chart's)."""
     from llmprep.lab.prometheus import duration
     from llmprep.lab.timing import compress_duration
 
     if speed == 1:
         return values, {}
-    try:
-        defaults = yaml.safe_load((chart_dir / "values.yaml").read_text()) or {}
-    except OSError as exc:
-        raise LabError(f"{chart_dir}/values.yaml: cannot read ({exc.strerror})") from None
     effective = deep_merge(defaults, values)
     changed: dict[str, tuple[str, str]] = {}
     out = copy.deepcopy(values)
@@ -247,14 +253,11 @@ def prepare(scenario: Scenario, chart_dir: Path | None = None) -> LabSetup:
     chart_path = Path(chart_dir) if chart_dir is not None else chart.CHART_DIR
     if not (chart_path / "Chart.yaml").is_file():
         raise LabError(f"--chart {chart_path}: no Chart.yaml there; point --chart at the llmprep chart folder")
+    defaults = chart_defaults(chart_path)
     values = compose_values(scenario)
-    values, changed = compress(values, chart_path, scenario.speed)
+    values, changed = compress(values, defaults, scenario.speed)
     objects = chart.render(values, release=RELEASE, namespace=NAMESPACE, chart_dir=chart_path)
     setup = extract(values, objects, speed=scenario.speed, compressed=changed)
-    try:
-        defaults = yaml.safe_load((chart_path / "values.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        defaults = {}
     window = _get(deep_merge(defaults, values), "monitoring.prometheusRule.window")
     if window is not None:
         setup = dataclasses.replace(setup, rate_window_s=_seconds(window, "monitoring.prometheusRule.window"))

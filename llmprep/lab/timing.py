@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from llmprep import files
+from llmprep.errors import LabError
 from llmprep.lab.hpa_spec import DEFAULT_DOWNSCALE_STABILIZATION_S, Behavior, HpaSpec, ScalingRules
 
 if TYPE_CHECKING:
@@ -101,14 +101,22 @@ def rule_interval_s(groups: Sequence[Mapping[str, Any]], default: float) -> floa
     return default
 
 
-def relist_interval_s(path: Path) -> float:
-    """The adapter's `metricsRelistInterval` from its values file (the adapter's default: 1m)."""
+def relist_interval_s(path: Path | None = None) -> float:
+    """The adapter's `metricsRelistInterval` from its values file (the adapter's default where it sets none: 1m).
+
+    `path` None: the values file llmprep ships, 1m where there is none. A file that cannot be read or
+    is not YAML is a one-line LabError.
+    """
+    from llmprep.lab import adapter
     from llmprep.units import parse_duration
 
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return 60.0
+    if path is None:
+        if not adapter.ADAPTER_VALUES.is_file():
+            return 60.0
+        path = adapter.ADAPTER_VALUES
+    data = files.read_yaml(path, "adapter values", LabError) or {}
+    if not isinstance(data, Mapping):
+        raise LabError(f"adapter values {path}: not a mapping of values")
     return parse_duration(data.get("metricsRelistInterval", "1m"), "metricsRelistInterval")
 
 
@@ -146,8 +154,6 @@ class Timing:
     @classmethod
     def of(cls, setup: LabSetup, scenario: Scenario, adapter_values: Path | None = None) -> Timing:
         """The lab's timing for one scenario, from the chart's output and the adapter's values."""
-        from llmprep.lab import adapter
-
         speed = scenario.speed
         compressed = setup.compressed
         scrape = _rendered(setup.scrape_interval_s, "monitoring.podMonitor.interval", compressed, speed)
@@ -186,7 +192,7 @@ class Timing:
             readiness_period=period(setup.readiness_period_s, speed, PROBE_FLOOR_S),
             pre_stop=period(setup.pre_stop_s, speed),
             drain_timeout=None if setup.drain_timeout_s is None else period(setup.drain_timeout_s, speed),
-            adapter_relist=period(relist_interval_s(adapter_values or adapter.ADAPTER_VALUES), speed, LOOP_FLOOR_S),
+            adapter_relist=period(relist_interval_s(adapter_values), speed, LOOP_FLOOR_S),
             hpa=scaled_hpa(setup.hpa, speed),
             keda=keda,
             keda_polling=polling,

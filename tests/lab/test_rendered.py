@@ -99,3 +99,12 @@ def test_a_values_error_is_the_charts_one_line_message(default: Scenario) -> Non
 def test_a_chart_folder_without_chart_yaml_is_refused(default: Scenario, tmp_path: Path) -> None:
     with pytest.raises(LabError, match="--chart"):
         prepare(default, chart_dir=tmp_path)
+
+
+@pytest.mark.parametrize("speed", [1.0, 5.0])
+def test_a_broken_values_yaml_in_the_chart_folder_is_one_line(default: Scenario, tmp_path: Path, speed: float) -> None:
+    (tmp_path / "Chart.yaml").write_text("apiVersion: v2\nname: llmprep\nversion: 0.1.0\n")
+    (tmp_path / "values.yaml").write_text("monitoring:\n  podMonitor: [unclosed\n")
+    with pytest.raises(LabError, match=r"values\.yaml: not valid YAML at line \d+$") as caught:
+        prepare(replace(default, speed=speed), chart_dir=tmp_path)
+    assert "\n" not in str(caught.value)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from llmprep.errors import LabError
 from llmprep.lab import report
 from llmprep.lab.rendered import prepare
 from llmprep.lab.scenario import Scenario, load_scenario
-from llmprep.lab.timing import PROBE_FLOOR_S, PROMETHEUS_FLOOR_S, Timing, compress
+from llmprep.lab.timing import PROBE_FLOOR_S, PROMETHEUS_FLOOR_S, Timing, compress, relist_interval_s
 
 LAB = Path(__file__).resolve().parents[2] / "llmprep" / "lab"
 
@@ -72,3 +73,30 @@ def test_no_module_of_the_lab_but_timing_divides_or_multiplies_by_the_speed() ->
     pattern = re.compile(r"[/*]\s*speed\b")
     offenders = [p.name for p in LAB.glob("*.py") if p.name != "timing.py" and pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_the_adapter_relist_interval_comes_from_the_values_file_given(tmp_path: Path) -> None:
+    values = tmp_path / "adapter.values.yaml"
+    values.write_text("metricsRelistInterval: 30s\n")
+    assert relist_interval_s(values) == 30.0
+
+
+def test_without_an_adapter_values_file_the_relist_interval_is_the_shipped_files() -> None:
+    from llmprep.lab.adapter import ADAPTER_VALUES
+
+    assert relist_interval_s(None) == relist_interval_s(ADAPTER_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("metricsRelistInterval: [30s\n", r"not valid YAML at line \d+$"),
+        ("- metricsRelistInterval\n", "not a mapping of values$"),
+    ],
+)
+def test_a_broken_adapter_values_file_given_is_a_one_line_lab_error(tmp_path: Path, text: str, message: str) -> None:
+    values = tmp_path / "adapter.values.yaml"
+    values.write_text(text)
+    with pytest.raises(LabError, match=message) as caught:
+        relist_interval_s(values)
+    assert "\n" not in str(caught.value) and str(values) in str(caught.value)

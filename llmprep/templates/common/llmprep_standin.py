@@ -1,5 +1,6 @@
-"""The stand-in engine: a cost-model in-flight batcher standing in for TensorRT-LLM's executor
-(a common file of llmprep's Triton Python models, copied beside each stand-in model by `llmprep repo`).
+"""The stand-in engine: a cost-model in-flight batcher standing in for TensorRT-LLM's executor, and
+`StandinModel`, the TritonPythonModel body both stand-in models share (a common file of llmprep's
+Triton Python models, copied beside each stand-in model by `llmprep repo`).
 
 Imports nothing from llmprep: a model repository runs on its own inside tritonserver.
 """
@@ -7,6 +8,7 @@ Imports nothing from llmprep: a model repository runs on its own inside tritonse
 from __future__ import annotations
 
 import collections
+import json
 import math
 import threading
 import time
@@ -14,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmprep_models import param
+from llmprep_models import flag, param
 
 # --------------------------------------------------------------------------- stand-in engine
 
@@ -317,3 +319,70 @@ def torch_step(
         return [int(t) for t in out]
 
     return step
+
+
+# --------------------------------------------------------------------------- the models' shared body
+
+
+class StandinModel:
+    """The TritonPythonModel body of both stand-in models: the engine, its stats export, execute, finalize.
+
+    A model sets `pb_utils` to Triton's `triton_python_backend_utils` (this file imports nothing of
+    Triton's, so the engine above loads alone in tests) and defines `_job(request, sender)` and
+    `vocab_size(config)`; it may extend `configure(config, args)` (its own parameters, before the
+    engine starts) and `admit(job)` (a job about to be submitted).
+    """
+
+    pb_utils: Any
+
+    def initialize(self, args: dict) -> None:
+        # Imported here, not at the top: the engine alone loads without the exporter (tests,
+        # bench/gpu_run.py load this file by itself).
+        from llmprep_stats import MetricsExporter, StatsPoller
+
+        pb = self.pb_utils
+        config = json.loads(args["model_config"])
+        self.decoupled = pb.using_decoupled_model_transaction_policy(config)
+        self.queue_in_triton = flag(param(config, "standin_queue_in_triton"), False)
+        self.configure(config, args)
+        self.engine = standin_engine(config, lambda: self.vocab_size(config))
+        exporter = MetricsExporter(pb, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
+        period = float(param(config, "stats_check_period_ms", "100")) / 1e3
+        self.poller = StatsPoller(self.engine.stats, exporter.publish, period).start()
+
+    def configure(self, config: Mapping[str, Any], args: dict) -> None:
+        """The model's own parameters, read before the engine starts."""
+
+    def vocab_size(self, config: Mapping[str, Any]) -> int:
+        """The vocabulary the torch step draws from (`standin_compute=torch`)."""
+        raise NotImplementedError
+
+    def _job(self, request: Any, sender: Any) -> Job:
+        """The engine's job for one request, answering through `sender`; raise to fail the request alone."""
+        raise NotImplementedError
+
+    def admit(self, job: Job) -> None:
+        """Called with each job before the engine gets it."""
+
+    def execute(self, requests: list) -> None:
+        pb = self.pb_utils
+        jobs = []
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                job = self._job(request, sender)
+                self.admit(job)
+                jobs.append(self.engine.submit(job))
+            except Exception as exc:  # a malformed request fails alone
+                sender.send(
+                    pb.InferenceResponse(error=pb.TritonError(str(exc))),
+                    flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                )
+        if self.queue_in_triton:
+            for job in jobs:
+                job.done.wait()
+        return None
+
+    def finalize(self) -> None:
+        self.poller.stop()
+        self.engine.stop()

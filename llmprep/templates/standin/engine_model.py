@@ -21,22 +21,19 @@ from __future__ import annotations
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from llmprep_models import flag, input_array, make_tensor, param, scalar
-from llmprep_standin import Job, standin_engine
-from llmprep_stats import MetricsExporter, StatsPoller
+from llmprep_standin import Job, StandinModel
 
 
-class TritonPythonModel:
-    def initialize(self, args: dict) -> None:
-        import json
+class TritonPythonModel(StandinModel):
+    """execute(), finalize() and the engine's start are StandinModel's; this model reads and writes token ids."""
 
-        config = json.loads(args["model_config"])
-        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+    pb_utils = pb_utils
+
+    def configure(self, config: dict, args: dict) -> None:
         self.exclude_input = flag(param(config, "exclude_input_in_output"), False)
-        self.queue_in_triton = flag(param(config, "standin_queue_in_triton"), False)
-        self.engine = standin_engine(config, lambda: int(param(config, "standin_vocab_size", "32000")))
-        exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
-        period = float(param(config, "stats_check_period_ms", "100")) / 1e3
-        self.poller = StatsPoller(self.engine.stats, exporter.publish, period).start()
+
+    def vocab_size(self, config: dict) -> int:
+        return int(param(config, "standin_vocab_size", "32000"))
 
     def _job(self, request: object, sender: object) -> Job:
         ids = input_array(pb_utils, request, "input_ids")
@@ -91,23 +88,3 @@ class TritonPythonModel:
             cancelled=getattr(sender, "is_cancelled", lambda: False),
             seed=int(seed or 0),
         )
-
-    def execute(self, requests: list) -> None:
-        jobs = []
-        for request in requests:
-            sender = request.get_response_sender()
-            try:
-                jobs.append(self.engine.submit(self._job(request, sender)))
-            except Exception as exc:  # a malformed request fails alone
-                sender.send(
-                    pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
-                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-                )
-        if self.queue_in_triton:
-            for job in jobs:
-                job.done.wait()
-        return None
-
-    def finalize(self) -> None:
-        self.poller.stop()
-        self.engine.stop()

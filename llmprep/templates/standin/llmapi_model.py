@@ -16,38 +16,43 @@ IterationStats under the engine backend's nv_trt_llm_* families.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
-from llmprep_models import StreamingDetokenizer, flag, load_tokenizer, make_tensor, param, scalar, strings, text_array
-from llmprep_standin import Job, standin_engine
-from llmprep_stats import InFlight, MetricsExporter, StatsPoller
+from llmprep_models import StreamingDetokenizer, load_tokenizer, make_tensor, param, scalar, strings, text_array
+from llmprep_standin import Job, StandinModel
+from llmprep_stats import InFlight
 
 # Declared by upstream's config; the stand-in has no adapters and cannot cancel by input,
 # so a request that uses them gets an error, never a silent answer.
 UNSUPPORTED_INPUTS = ("lora_id", "lora_name", "lora_path", "lora_ckpt_source")
 
 
-class TritonPythonModel:
+class TritonPythonModel(StandinModel):
+    """execute(), finalize() and the engine's start are StandinModel's; this model reads and writes text."""
+
+    pb_utils = pb_utils
+
     def initialize(self, args: dict) -> None:
-        config = json.loads(args["model_config"])
+        super().initialize(args)
+        self.in_flight = InFlight(pb_utils, args["model_name"], args["model_version"])
+
+    def configure(self, config: dict, args: dict) -> None:
         here = os.path.join(args["model_repository"], args["model_version"])
         with open(os.path.join(here, "model.yaml")) as handle:
             llm_args = yaml.safe_load(handle)
-        self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         self.tokenizer = load_tokenizer(str(llm_args.get("tokenizer") or llm_args["model"]))
-        self.queue_in_triton = flag(param(config, "standin_queue_in_triton"), False)
         self.default_max_tokens = int(param(config, "standin_output_tokens", "16"))
         self.tokens_per_block = int(param(config, "standin_tokens_per_block", "64"))
-        self.engine = standin_engine(config, lambda: len(self.tokenizer))
-        exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"], " (emulated: llmprep stand-in)")
-        period = float(param(config, "stats_check_period_ms", "100")) / 1e3
-        self.poller = StatsPoller(self.engine.stats, exporter.publish, period).start()
-        self.in_flight = InFlight(pb_utils, args["model_name"], args["model_version"])
+
+    def vocab_size(self, config: dict) -> int:
+        return len(self.tokenizer)
+
+    def admit(self, job: Job) -> None:
+        self.in_flight.enter()
 
     def _job(self, request: object, sender: object) -> Job:
         texts = strings(pb_utils, request, "text_input")
@@ -132,25 +137,3 @@ class TritonPythonModel:
         for name in ("kv_cache_hit_rate", "acceptance_rate"):
             out.append(make_tensor(pb_utils, name, np.array([0.0], dtype=np.float32)))
         return out
-
-    def execute(self, requests: list) -> None:
-        jobs = []
-        for request in requests:
-            sender = request.get_response_sender()
-            try:
-                job = self._job(request, sender)
-                self.in_flight.enter()
-                jobs.append(self.engine.submit(job))
-            except Exception as exc:
-                sender.send(
-                    pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
-                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-                )
-        if self.queue_in_triton:
-            for job in jobs:
-                job.done.wait()
-        return None
-
-    def finalize(self) -> None:
-        self.poller.stop()
-        self.engine.stop()
