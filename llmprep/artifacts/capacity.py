@@ -12,7 +12,6 @@ scales this plan does not size). It comes from the checkpoint's quantization_con
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 from llmprep.artifacts.model_shape import ModelShape, Quantization, read_quantization, read_shape
 from llmprep.errors import UsageError
+from llmprep.files import read_json
 
 __all__ = [
     "KV_CACHE_DTYPES",
@@ -58,12 +58,12 @@ TENSOR_SIZES = (1, 2, 4, 8)
 
 def load_config(path: Path) -> dict[str, Any]:
     target = path / "config.json" if path.is_dir() else path
-    try:
-        data = json.loads(target.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{target}: no such file (give a config.json or a checkpoint directory)") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{target}: not a readable JSON config ({exc})") from None
+    data = read_json(
+        target,
+        UsageError,
+        missing="no such file (give a config.json or a checkpoint directory)",
+        unreadable="not a readable JSON config",
+    )
     if not isinstance(data, dict):
         raise UsageError(f"{target}: not a model config")
     return data
