@@ -200,3 +200,36 @@ class InFlight:
 
     def leave(self) -> None:
         self.gauge.increment(-1)
+
+
+FIRST_RESPONSE_FAMILY = "llmprep_first_response_histogram_ms"
+# Finer than Triton's default first-response buckets (100, 500, 2000, 5000 ms: src/metric_model_reporter.h,
+# tests/data/triton_latency_metrics.csv): a p95 interpolated between 500 and 2000 cannot tell 0.6 s from 1.9 s.
+FIRST_RESPONSE_BUCKETS_MS = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0)
+
+
+class FirstResponse:
+    """Time to a request's first response as this model sees it (our own histogram, ms).
+
+    Triton core exports `nv_inference_first_response_histogram_ms` only from r24.11 with
+    `--metrics-config histogram_latencies=true`; Triton 2.51 (r24.10), which the lab runs, has no
+    such family. Our models observe the same interval (from when the request reached the model to
+    its first response) under `llmprep_first_response_histogram_ms`, which the chart's
+    `triton:first_response_ms:p95` reads where Triton's own family is absent.
+    """
+
+    def __init__(self, pb_utils: Any, model: str, version: str) -> None:
+        # The family must outlive its metric: Triton deletes a family's metrics with it.
+        self.family = pb_utils.MetricFamily(
+            name=FIRST_RESPONSE_FAMILY,
+            description="llmprep: milliseconds from a request reaching this model to its first response",
+            kind=pb_utils.MetricFamily.HISTOGRAM,
+        )
+        self.histogram = self.family.Metric(
+            labels={"model": model, "version": version}, buckets=list(FIRST_RESPONSE_BUCKETS_MS)
+        )
+
+    def observe(self, started_ns: int, now_ns: int | None = None) -> None:
+        """Record one request whose first response goes out now (`started_ns`: time.monotonic_ns() at arrival)."""
+        end = time.monotonic_ns() if now_ns is None else now_ns
+        self.histogram.observe(max(0.0, (end - started_ns) / 1e6))
