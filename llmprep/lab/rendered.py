@@ -98,9 +98,8 @@ def compose_values(scenario: Scenario) -> dict[str, Any]:
         values = deep_merge(values, chart.merge_values([path], []))
     if scenario.standin:
         values = deep_merge(values, {"model": {"standin": dict(scenario.standin)}})
-    for expression in scenario.sets:
-        values = chart.apply_set(values, expression)
-    return values
+    # Together, as `chart template` applies them: a null a file left under a --set path reads as absent.
+    return chart.apply_sets(values, scenario.sets)
 
 
 def chart_defaults(chart_dir: Path) -> dict[str, Any]:
