@@ -2,7 +2,10 @@
 
 Read from triton-inference-server/tensorrtllm_backend at tag v0.19.0 (the git mirror; tag
 v1.0.0 no longer carries all_models/). Each row: model, output, runtime shape (B = requests
-batched together, K = beams, T = tokens), how a client indexes it, source file:line.
+batched together, K = beams, T = tokens), how a client indexes it, source file:line. Each
+output's type is the one upstream's config.pbtxt declares (tests/data/upstream_layouts.py
+UPSTREAM). The tensorrt_llm model answers each row of a B-row request on its own (utils.cc:158-217,
+model_instance_state.cc:1211-1219), so B is 1 in its responses and in those built from them.
 MODELS and SEMANTICS (below) are each model's batch semantics: batched by Triton or not,
 transaction policy, dynamic batching, and which inputs are reshaped to a scalar or batch ragged
 (tests/test_repo.py checks them in every repository `llmprep repo` can write).
@@ -54,6 +57,13 @@ OUTPUTS: tuple[Output, ...] = (
         "[B, 1]",
         "[0][0]",
         V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:390",
+    ),
+    Output(
+        "ensemble",
+        "kv_cache_alloc_new_blocks",
+        "[B, 1]",
+        "[0][0]",
+        V + "inflight_batcher_llm/client/end_to_end_grpc_client.py:384-385",
     ),
     Output(
         "tensorrt_llm",

@@ -2,8 +2,10 @@
 
 Our own code, written from what upstream's clients do (tests/data/upstream_io.py has the
 source lines): end_to_end_grpc_client.py streams or infers the ensemble / BLS and reads
-`as_numpy("text_output")[0].decode()`; inflight_batcher_llm_client.py reads the engine's
-`output_ids[0][0]`; the llmapi docs send a unary request to a non-decoupled model.
+`as_numpy("text_output")[0].decode()` and, with --return-perf-metrics, each perf output `[0][0]`;
+inflight_batcher_llm_client.py asks the engine unary by default and reads `output_ids[0][0]`; the
+llmapi docs send a unary request to a non-decoupled model and POST to HTTP `generate`. Every row of
+the OUTPUTS table is checked for shape, upstream's declared type and the client's reading.
 Served by a real tritonserver on llmprep's stand-in repositories.
 """
 
@@ -20,7 +22,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from llmprep.tinytok import write_tiny_tokenizer
-from tests.data.upstream_io import LLMAPI, OUTPUTS
+from tests.data.upstream_io import LLMAPI, OUTPUTS, Output
+from tests.data.upstream_layouts import UPSTREAM
 from tests.e2e.conftest import PROMPT, Server, launch, running, text_inputs
 
 pytestmark = pytest.mark.slow
@@ -122,19 +125,29 @@ def test_the_tutorial_clients_request_gets_the_prompt_back_only_when_exclude_inp
     assert theirs["text_output"].startswith(PROMPT) and theirs["text_output"].endswith(ours)
 
 
-def test_tensorrt_llm_output_ids_read_as_batch_beam_tokens(servers: dict[str, Server]) -> None:
-    ids = np.array([[5, 6, 7, 8]], dtype=np.int32)
-    inputs = []
-    for name, array in (
-        ("input_ids", ids),
-        ("input_lengths", np.array([[4]], np.int32)),
-        ("request_output_len", np.array([[3]], np.int32)),
-        ("streaming", np.array([[True]])),
-    ):
-        tensor = grpcclient.InferInput(name, list(array.shape), "BOOL" if array.dtype == bool else "INT32")
+def tensors(**arrays: Any) -> list[grpcclient.InferInput]:
+    """Inputs from numpy arrays, typed by their dtype."""
+    kinds = {"bool": "BOOL", "int32": "INT32", "object": "BYTES"}
+    out = []
+    for name, array in arrays.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), kinds[str(array.dtype)])
         tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    results = stream_results(servers["engine"], "tensorrt_llm", inputs)
+        out.append(tensor)
+    return out
+
+
+def engine_inputs(rows: list[list[int]], max_tokens: int, streaming: bool) -> list[grpcclient.InferInput]:
+    """A request straight to the tensorrt_llm model, as inflight_batcher_llm_client.py builds it."""
+    return tensors(
+        input_ids=np.array(rows, dtype=np.int32),
+        input_lengths=np.array([[len(r)] for r in rows], dtype=np.int32),
+        request_output_len=np.array([[max_tokens]] * len(rows), dtype=np.int32),
+        streaming=np.array([[streaming]] * len(rows)),
+    )
+
+
+def test_tensorrt_llm_output_ids_read_as_batch_beam_tokens(servers: dict[str, Server]) -> None:
+    results = stream_results(servers["engine"], "tensorrt_llm", engine_inputs([[5, 6, 7, 8]], 3, streaming=True))
     tokens = [list(r.as_numpy("output_ids")[0][0]) for r in results]
     assert results[0].as_numpy("output_ids").ndim == 3 and results[0].as_numpy("sequence_length").shape == (1, 1)
     assert sum(len(t) for t in tokens) == 3
@@ -158,7 +171,11 @@ def test_llmapi_streaming_asked_of_a_unary_model_is_an_error(servers: dict[str, 
 
 def test_llmapi_decoupled_repository_streams_chunks(servers: dict[str, Server]) -> None:
     results = stream_results(servers["llmapi-stream"], "tensorrt_llm", llmapi_inputs(True))
-    assert len(results) == 4 and all(r.as_numpy("text_output")[0].decode() is not None for r in results)
+    chunks = [r.as_numpy("text_output")[0].decode() for r in results]
+    (whole,) = stream_results(servers["llmapi-stream"], "tensorrt_llm", llmapi_inputs(False))
+    # The chunks are the completion, piece by piece: together, the non-streaming answer less its prompt.
+    assert len(chunks) == 4 and "".join(chunks).strip()
+    assert whole.as_numpy("text_output")[0].decode() == PROMPT + "".join(chunks)
 
 
 @pytest.mark.parametrize("extra", [{"lora_name": ("a", "BYTES")}, {"stop": (True, "BOOL")}])
@@ -182,3 +199,166 @@ def test_llmapi_perf_metrics_request_returns_every_documented_key(servers: dict[
         "arrival_time_ns",
     )
     assert [k for k in keys if result.as_numpy(k) is None] == []
+
+
+# --------------------------------------------------------------------------- every output of the table
+
+
+NUMPY = {"TYPE_STRING": "object", "TYPE_INT32": "int32", "TYPE_INT64": "int64", "TYPE_FP32": "float32"}
+
+
+def declared_type(row: Output) -> str:
+    layout, model = ("llmapi", "tensorrt_llm") if row.model == "llmapi" else ("inflight_batcher_llm", row.model)
+    return UPSTREAM[layout][model][2][row.output][1]
+
+
+def responses_for(servers: dict[str, Server], row: Output) -> list[Any]:
+    """The responses to the request an upstream client sends to get this output."""
+    engine = servers["engine"]
+    if row.model == "postprocessing":
+        inputs = tensors(TOKENS_BATCH=np.array([[[5, 6, 7]]], np.int32), SEQUENCE_LENGTH=np.array([[3]], np.int32))
+        return [unary(engine, "postprocessing", inputs)]
+    if row.model == "preprocessing":
+        query = np.array([[PROMPT.encode()]], dtype=object)
+        return [unary(engine, "preprocessing", tensors(QUERY=query, REQUEST_OUTPUT_LEN=np.array([[4]], np.int32)))]
+    if row.model == "llmapi":
+        return [unary(servers["llmapi"], "tensorrt_llm", llmapi_inputs(False))]
+    if row.model == "tensorrt_llm":  # inflight_batcher_llm_client.py's default: unary, not streaming
+        return [unary(servers["engine-sync"], "tensorrt_llm", engine_inputs([[5, 6, 7, 8]], 3, streaming=False))]
+    if row.output == "batch_index":  # sent only for a request of more than one row (model_instance_state.cc:1211)
+        two_rows = tensors(
+            text_input=np.array([[PROMPT.encode()], [b"Hello world"]], dtype=object),
+            max_tokens=np.array([[3], [3]], np.int32),
+            stream=np.array([[False], [False]]),
+        )
+        return stream_results(engine, row.model, two_rows)
+    perf = {} if row.output == "text_output" else {"return_perf_metrics": (True, "BOOL")}
+    return stream_results(engine, row.model, text_inputs(row.model, 3, stream=True, **perf))
+
+
+def shape_matches(shape: tuple[int, ...], pattern: str) -> bool:
+    # B, K and B*K are 1 in each response (tests/data/upstream_io.py); T is any token count.
+    dims = [d.strip() for d in pattern.strip("[]").split(",")]
+    return len(shape) == len(dims) and all((n >= 1) if d == "T" else (n == 1) for d, n in zip(dims, shape, strict=True))
+
+
+def read_as_the_client_does(array: np.ndarray, read_as: str, pattern: str) -> Any:
+    if read_as == "[0].decode()":
+        value = array[0].decode()
+        assert isinstance(value, str)
+    elif read_as == "[0][0]":  # a value per [batch, beam]; for output_ids the beam's tokens
+        value = array[0][0]
+        assert np.ndim(value) == len(pattern.split(",")) - 2
+    elif read_as == "flat strings":
+        value = [v.decode() for v in array]
+    elif read_as == "row per request":
+        value = array[0].tolist()
+        assert value and all(isinstance(t, int) for t in value)
+    else:
+        raise AssertionError(f"no reading for {read_as!r}")
+    return value
+
+
+# Our preprocessing encodes only the first QUERY row (preprocessing/1/model.py `_one`), so a
+# two-row request never reaches the engine through the ensemble; the engine's own batch_index is
+# checked directly below. Strict: this turns red once preprocessing batches as upstream's does.
+ONE_ROW_PREPROCESSING = pytest.mark.xfail(
+    strict=True, raises=InferenceServerException, reason="preprocessing handles one row per request"
+)
+OUTPUT_CASES = [
+    pytest.param(r, id=f"{r.model}-{r.output}", marks=[ONE_ROW_PREPROCESSING] if r.output == "batch_index" else [])
+    for r in OUTPUTS
+]
+
+
+@pytest.mark.parametrize("row", OUTPUT_CASES)
+def test_every_output_has_upstreams_shape_and_type_and_reads_as_its_client_reads_it(
+    servers: dict[str, Server], row: Output
+) -> None:
+    arrays = [a for r in responses_for(servers, row) if (a := r.as_numpy(row.output)) is not None]
+    assert arrays, f"{row.model} sent no {row.output}"
+    values = []
+    for array in arrays:
+        assert shape_matches(array.shape, row.shape), f"{row.output}: {array.shape} is not {row.shape}"
+        assert str(array.dtype) == NUMPY[declared_type(row)]
+        values.append(read_as_the_client_does(array, row.read_as, row.shape))
+    if row.output == "batch_index":
+        assert sorted(int(v) for v in values) == [0, 1]
+    if row.output == "kv_cache_alloc_new_blocks":
+        assert int(values[-1]) >= 1  # the context's blocks, counted as the backend counts them
+
+
+# --------------------------------------------------------------------------- the tensorrt_llm model directly
+
+
+def test_tensorrt_llm_unary_request_reads_output_ids_zero_zero(servers: dict[str, Server]) -> None:
+    # inflight_batcher_llm_client.py without --streaming: async_infer, then output_ids[0][beam].
+    result = unary(servers["engine-sync"], "tensorrt_llm", engine_inputs([[5, 6, 7, 8]], 3, streaming=False))
+    tokens = list(result.as_numpy("output_ids")[0][0])
+    assert len(tokens) == result.as_numpy("sequence_length")[0][0] and tokens[-3:] == [5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    ("rows", "streaming", "error"),
+    [([[5, 6, 7]], True, "streaming is only possible"), ([[5, 6, 7], [8, 9, 10]], False, r"batch size > 1")],
+    ids=["streaming", "batch-of-2"],
+)
+def test_tensorrt_llm_not_decoupled_refuses_what_the_backend_refuses(
+    servers: dict[str, Server], rows: list[list[int]], streaming: bool, error: str
+) -> None:
+    # tensorrtllm_backend v0.19.0 inflight_batcher_llm/src/utils.cc:900-903, 905-908.
+    with pytest.raises(InferenceServerException, match=error):
+        unary(servers["engine-sync"], "tensorrt_llm", engine_inputs(rows, 2, streaming))
+
+
+def test_tensorrt_llm_answers_each_row_of_a_batch_with_its_batch_index(servers: dict[str, Server]) -> None:
+    inputs = tensors(
+        input_ids=np.array([[5, 6, 7, 0], [8, 9, 0, 0]], np.int32),
+        input_lengths=np.array([[3], [2]], np.int32),
+        request_output_len=np.array([[2], [2]], np.int32),
+        exclude_input_in_output=np.array([[True], [True]]),
+        streaming=np.array([[True], [True]]),
+    )
+    tokens: dict[int, list[int]] = {0: [], 1: []}
+    for result in stream_results(servers["engine"], "tensorrt_llm", inputs):
+        tokens[int(result.as_numpy("batch_index")[0][0])] += list(result.as_numpy("output_ids")[0][0])
+    assert tokens == {0: [5, 6], 1: [8, 9]}  # each row's own prompt, cycled (the timing stand-in)
+
+
+# --------------------------------------------------------------------------- llmapi over HTTP, as its docs show
+
+
+def test_llmapi_http_generate_as_upstreams_docs_send_it(servers: dict[str, Server]) -> None:
+    # tensorrtllm_backend docs/llmapi.md:32 (commit dd230968): text_input and sampling_param_max_tokens.
+    body = {"text_input": "The future of AI is", "sampling_param_max_tokens": 10}
+    answer = json.loads(servers["llmapi"].post("/v2/models/tensorrt_llm/generate", body))
+    assert answer["text_output"].startswith(body["text_input"]) and len(answer["text_output"]) > len(body["text_input"])
+
+
+def test_llmapi_http_generate_with_perf_metrics_returns_the_documented_keys(servers: dict[str, Server]) -> None:
+    # docs/llmapi.md:40 (commit dd230968) and the sample response below it.
+    body = {
+        "text_input": "Please explain to me what is machine learning?",
+        "sampling_param_max_tokens": 10,
+        "sampling_param_return_perf_metrics": True,
+    }
+    answer = json.loads(servers["llmapi"].post("/v2/models/tensorrt_llm/generate", body))
+    documented = {
+        "acceptance_rate",
+        "arrival_time_ns",
+        "first_scheduled_time_ns",
+        "first_token_time_ns",
+        "kv_cache_alloc_new_blocks",
+        "kv_cache_alloc_total_blocks",
+        "kv_cache_hit_rate",
+        "kv_cache_missed_block",
+        "kv_cache_reused_block",
+        "last_token_time_ns",
+        "model_name",
+        "model_version",
+        "text_output",
+        "total_accepted_draft_tokens",
+        "total_draft_tokens",
+    }
+    assert documented <= set(answer) and answer["text_output"].startswith(body["text_input"])
+    assert int(answer["first_token_time_ns"]) >= int(answer["arrival_time_ns"]) > 0

@@ -36,6 +36,8 @@ class Job:
     first_scheduled_ns: int = 0
     context_pos: int = 0  # prompt tokens whose context phase has run (chunked context: in parts)
     first_token_ns: int = 0
+    last_token_ns: int = 0
+    context_blocks: int = 0  # KV blocks the context took when first scheduled (perf metrics' alloc counts)
     done: threading.Event = field(default_factory=threading.Event)
 
     def next_token(self) -> int:
@@ -65,16 +67,20 @@ class StandinEngine:
       (tensorrtllm_backend inflight_batcher_llm/src/model_instance_state.cc; issues #49,
       #238, #284), and upstream's llmapi model schedules generate_async and returns
       (triton_backend/all_models/llmapi/tensorrt_llm/1/model.py).
-    - At most `max_in_flight` requests are active (maxNumActiveRequests: max batch size ×
-      micro-batches, 1 here); a queued request is admitted when active < max. The rest wait
-      in the executor's queue: numQueuedRequests (TensorRT-LLM executorImpl.cpp
-      getCurrentIterationStats), exported only as llmprep_executor_queued_requests.
-    - Each iteration schedules active requests: those already running continue; a new one
-      starts only when KV-cache blocks for its whole sequence (prompt + max tokens) are free
-      (GUARANTEED_NO_EVICT capacity scheduler) and its prompt fits the token budget
-      max_num_tokens with the generation requests (micro-batch scheduler). An active request
-      not scheduled counts as waiting = active − scheduled (tensorrtllm_backend v0.19.0
-      model_instance_state.cc:1441).
+    - At most `max_in_flight` requests are active: the executor caps its active set at
+      maxNumActiveRequests = getMaxNumSequences() (TensorRT-LLM executorImpl.cpp:460, commit
+      b35ac1b6), which is max batch size × pipeline-parallel size (trtGptModel.h:119, commit
+      c8c6df08; 1 here), and dequeues at most max − active queued requests per iteration
+      (executorImpl.cpp:1350-1351). The rest wait in the executor's queue: numQueuedRequests
+      (executorImpl.cpp getCurrentIterationStats), exported only as llmprep_executor_queued_requests.
+    - Each iteration schedules active requests: those already generating continue and keep the
+      blocks they need to finish reserved; a new one starts only when the blocks for its whole
+      sequence (prompt + max tokens) are free beyond those, and the first that does not fit stops
+      the pass (GUARANTEED_NO_EVICT: TensorRT-LLM capacityScheduler.cpp:222-225, 250-253, 301,
+      320-324 at commit cf6abc45; free minus remaining-to-completion in scheduledBlocksManager.h:36,
+      40-44, 48-55 at 1ce9149b). Its prompt must also fit the token budget max_num_tokens with the
+      generation requests (micro-batch scheduler). An active request not scheduled counts as
+      waiting = active − scheduled (tensorrtllm_backend v0.19.0 model_instance_state.cc:1441).
     - Chunked context (`enable_chunked_context`), as TensorRT-LLM's micro-batch scheduler
       (cpp/tensorrt_llm/batch_manager/microBatchScheduler.cpp, MicroBatchScheduler::operator()
       and the first-come-first-served setCtxRequestsChunkSize; default chunkUnitSize is
@@ -158,7 +164,8 @@ class StandinEngine:
 
     def _admit(self) -> None:
         # Admission: the executor moves queued requests into the active set while
-        # active < maxNumActiveRequests; KV blocks are not checked here.
+        # active < maxNumActiveRequests (executorImpl.cpp:1350-1351, b35ac1b6); KV blocks are not
+        # checked here.
         while self.waiting and len(self.active) < self.cost.max_in_flight:
             job = self.waiting.popleft()
             if job.cancelled():
@@ -185,8 +192,9 @@ class StandinEngine:
             started = bool(running or new or self.partial)
             if not job.first_scheduled_ns:
                 need = self.blocks_for(len(job.input_ids) + job.max_tokens)
-                # Capacity scheduler: blocks for the whole sequence must be free (a lone request
-                # always runs, so an oversize one cannot stall the engine).
+                # Capacity scheduler: blocks for the whole sequence must be free beyond those the
+                # running requests keep (capacityScheduler.cpp:301, 320-324 at cf6abc45; a lone
+                # request always runs, so an oversize one cannot stall the engine).
                 if started and reserved + need > self.cost.kv_cache_blocks:
                     break
                 reserved += need
@@ -207,6 +215,7 @@ class StandinEngine:
             job.context_pos += chunk
             if not job.first_scheduled_ns:
                 job.first_scheduled_ns = time.time_ns()
+                job.context_blocks = self.blocks_for(len(job.input_ids))  # KVCacheManager::addSequence
             (new if job.context_pos >= len(job.input_ids) else self.partial).append(job)
         return running + new, new
 
@@ -240,6 +249,7 @@ class StandinEngine:
                 job.generated.append(int(token))
                 if not job.first_token_ns:
                     job.first_token_ns = now
+                job.last_token_ns = now
                 final = len(job.generated) >= job.max_tokens or (job.end_id is not None and token == job.end_id)
                 try:
                     job.emit(job, [int(token)], final)
@@ -328,8 +338,8 @@ class StandinModel:
     """The TritonPythonModel body of both stand-in models: the engine, its stats export, execute, finalize.
 
     A model sets `pb_utils` to Triton's `triton_python_backend_utils` (this file imports nothing of
-    Triton's, so the engine above loads alone in tests) and defines `_job(request, sender)` and
-    `vocab_size(config)`; it may extend `configure(config, args)` (its own parameters, before the
+    Triton's, so the engine above loads alone in tests) and defines `_job(request, sender)` (or
+    `_jobs`, one job per batch row) and `vocab_size(config)`; it may extend `configure(config, args)` (its own parameters, before the
     engine starts) and `admit(job)` (a job about to be submitted).
     """
 
@@ -361,6 +371,10 @@ class StandinModel:
         """The engine's job for one request, answering through `sender`; raise to fail the request alone."""
         raise NotImplementedError
 
+    def _jobs(self, request: Any, sender: Any) -> list[Job]:
+        """The engine's jobs for one request (one per batch row where a model splits rows); raise to fail it."""
+        return [self._job(request, sender)]
+
     def admit(self, job: Job) -> None:
         """Called with each job before the engine gets it."""
 
@@ -370,9 +384,9 @@ class StandinModel:
         for request in requests:
             sender = request.get_response_sender()
             try:
-                job = self._job(request, sender)
-                self.admit(job)
-                jobs.append(self.engine.submit(job))
+                for job in self._jobs(request, sender):
+                    self.admit(job)
+                    jobs.append(self.engine.submit(job))
             except Exception as exc:  # a malformed request fails alone
                 sender.send(
                     pb.InferenceResponse(error=pb.TritonError(str(exc))),
