@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -654,9 +656,16 @@ class FakeMetric:
     def set(self, value: float) -> None:
         self.store[self.key] = value
 
+    def increment(self, by: float) -> None:
+        self.store[self.key] = self.store.get(self.key, 0.0) + by
+
+    def observe(self, value: float) -> None:
+        # A histogram's count is enough here: how many requests were timed.
+        self.store[self.key] = self.store.get(self.key, 0.0) + 1
+
 
 class FakeFamily:
-    GAUGE = "gauge"
+    GAUGE, HISTOGRAM = "gauge", "histogram"
     store: dict[tuple[str, ...], float] = {}
     created: list[str] = []
 
@@ -664,7 +673,7 @@ class FakeFamily:
         self.name = name
         FakeFamily.created.append(name)
 
-    def Metric(self, labels: dict[str, str]) -> FakeMetric:  # noqa: N802 (pb_utils' spelling)
+    def Metric(self, labels: dict[str, str], buckets: list[float] | None = None) -> FakeMetric:  # noqa: N802 (pb_utils' spelling)
         return FakeMetric(labels, FakeFamily.store, self.name)
 
 
@@ -890,6 +899,14 @@ def test_our_llmapi_model_hands_requests_to_generate_async_and_streams_text_diff
     assert texts == ["Hel", "lo"] and request.sender.sent[-1] == (None, 1)
     reasons = [r.tensors[1].array.reshape(-1)[0].decode() for r, _ in request.sender.sent if r is not None]
     assert reasons == ["length", "length"]
+    # Our own counts: in flight until the final response (the coroutine's finally, just after it), the
+    # first of the two chunks timed once.
+    key = ("llmprep_requests_in_flight", ("model", "tensorrt_llm"), ("version", "1"))
+    deadline = time.monotonic() + 5
+    while FakeFamily.store.get(key) != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert FakeFamily.store[key] == 0
+    assert FakeFamily.store[("llmprep_first_response_histogram_ms", ("model", "tensorrt_llm"), ("version", "1"))] == 1
 
 
 def test_our_llmapi_model_returns_upstreams_perf_metrics_from_the_llm_apis_request_metrics(
@@ -935,3 +952,150 @@ def test_our_llmapi_model_returns_upstreams_perf_metrics_from_the_llm_apis_reque
     assert (int(got["kv_cache_reused_block"][0]), int(got["kv_cache_alloc_total_blocks"][0])) == (1, 4)
     assert float(got["acceptance_rate"][0]) == 0.5 and int(got["total_draft_tokens"][0]) == 4
     assert len(got) == 12
+
+
+# --------------------------------------------------------------------------- the stand-in engine model, in process
+
+
+def stand_in_engine_model(
+    tmp_path: Path, folders: dict[str, Path], pb: Any, monkeypatch: pytest.MonkeyPatch, *, decoupled: bool
+) -> tuple[Any, model_config_pb2.ModelConfig]:
+    """The engine layout's stand-in `tensorrt_llm` model, initialized on test doubles of pb_utils."""
+    from google.protobuf import json_format
+
+    spec = spec_of(
+        standin={"decodeMsPerStep": 1, "prefillMsPerToken": 0, "tokensPerBlock": 4},
+        repository={"decoupled": decoupled},
+    )
+    root = write(tmp_path, folders, "engine", "standin", spec)
+    config = read_config(root / "tensorrt_llm" / "config.pbtxt")
+    pb.using_decoupled_model_transaction_policy = lambda c: bool(c.get("model_transaction_policy", {}).get("decoupled"))
+    pb.get_input_tensor_by_name = lambda request, name: request.inputs.get(name)
+    pb.Tensor = FakeTensor
+    pb.InferenceResponse = lambda tensors=None, error=None: types.SimpleNamespace(tensors=tensors, error=error)
+    pb.TritonError = str
+    pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb)
+    load_common()
+    module_spec = importlib.util.spec_from_file_location(
+        "standin_engine_model", root / "tensorrt_llm" / "1" / "model.py"
+    )
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
+    model.initialize({"model_config": json.dumps(as_json), "model_name": "tensorrt_llm", "model_version": "1"})
+    return model, config
+
+
+def served(model: Any, **inputs: Any) -> list[tuple[Any, int]]:
+    """Every (response, flags) the model sends for one request."""
+    request = FakeRequest(**inputs)
+    try:
+        assert model.execute([request]) is None
+        assert request.sender.finished.wait(10)
+    finally:
+        model.finalize()
+    return request.sender.sent
+
+
+def outputs_of(response: Any) -> dict[str, Any]:
+    return {t.name(): t.as_numpy() for t in response.tensors}
+
+
+@pytest.mark.parametrize(
+    ("ids", "lengths", "streaming", "error"),
+    [
+        ([[5, 6, 7]], [3], True, "streaming is only possible when the model is deployed in decoupled mode"),
+        ([[5, 6, 7], [8, 9, 0]], [3, 2], False, r"more than one input_ids row \(batch size > 1\) needs the model"),
+    ],
+    ids=["streaming", "batch-of-2"],
+)
+def test_stand_in_engine_refuses_what_the_backend_refuses_when_not_decoupled(
+    tmp_path: Path,
+    folders: dict[str, Path],
+    fake_pb_utils: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    ids: list[list[int]],
+    lengths: list[int],
+    streaming: bool,
+    error: str,
+) -> None:
+    # tensorrtllm_backend v0.19.0 inflight_batcher_llm/src/utils.cc:900-903 and 905-908.
+    model, _ = stand_in_engine_model(tmp_path, folders, fake_pb_utils, monkeypatch, decoupled=False)
+    sent = served(model, input_ids=ids, input_lengths=lengths, request_output_len=[2] * len(ids), streaming=[streaming])
+    ((response, flags),) = sent
+    assert flags == 1 and response.tensors is None
+    assert re.search(error, response.error) and "decoupled" in response.error
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["whole", "streaming"])
+def test_stand_in_engine_serves_each_batch_row_as_its_own_request_with_batch_index(
+    tmp_path: Path,
+    folders: dict[str, Path],
+    fake_pb_utils: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    streaming: bool,
+) -> None:
+    # The backend splits [B, T] input_ids into B requests cut to input_lengths (utils.cc:158-217),
+    # tags each response with batch_index [1, 1] (model_instance_state.cc:1211-1219) and marks only
+    # the last row's last response final (:1369-1371).
+    model, _ = stand_in_engine_model(tmp_path, folders, fake_pb_utils, monkeypatch, decoupled=True)
+    sent = served(
+        model,
+        input_ids=[[5, 6, 7, 0], [8, 9, 0, 0]],
+        input_lengths=[3, 2],
+        request_output_len=[2, 2],
+        exclude_input_in_output=[False, False],
+        streaming=[streaming],
+    )
+    tokens: dict[int, list[int]] = {0: [], 1: []}
+    for response, _ in (s for s in sent if s[0] is not None):
+        got = outputs_of(response)
+        assert got["output_ids"].shape[:2] == (1, 1) and got["batch_index"].shape == (1, 1)
+        tokens[int(got["batch_index"][0][0])] += got["output_ids"][0][0].tolist()
+    # The timing model writes each row's own prompt back, cycled: never a token of the other row.
+    assert tokens == ({0: [5, 6], 1: [8, 9]} if streaming else {0: [5, 6, 7, 5, 6], 1: [8, 9, 8, 9]})
+    assert [flags for _, flags in sent].count(1) == 1 and sent[-1][1] == 1
+
+
+def test_stand_in_engine_sends_no_batch_index_for_a_single_row(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _ = stand_in_engine_model(tmp_path, folders, fake_pb_utils, monkeypatch, decoupled=False)
+    ((response, flags),) = served(
+        model, input_ids=[[5, 6, 7]], input_lengths=[3], request_output_len=[2], exclude_input_in_output=[False]
+    )
+    got = outputs_of(response)
+    assert flags == 1 and "batch_index" not in got and got["output_ids"].tolist() == [[[5, 6, 7, 5, 6]]]
+
+
+def test_stand_in_engine_returns_the_backends_perf_metrics_when_asked(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # model_instance_state.cc:1255-1305 (v0.19.0): ten outputs, each [1, 1], int32 / int64 / fp32.
+    model, config = stand_in_engine_model(tmp_path, folders, fake_pb_utils, monkeypatch, decoupled=False)
+    prompt = list(range(1, 10))  # 9 tokens: 3 blocks of 4
+    ((response, _),) = served(
+        model, input_ids=[prompt], input_lengths=[9], request_output_len=[3], return_perf_metrics=[True]
+    )
+    got = outputs_of(response)
+    declared = {o.name: DTYPES.Name(o.data_type) for o in config.output}
+    numpy_type = {"TYPE_INT32": "int32", "TYPE_INT64": "int64", "TYPE_FP32": "float32"}
+    perf = {name: a for name, a in got.items() if name not in ("output_ids", "sequence_length")}
+    assert len(perf) == 10 and all(a.shape == (1, 1) for a in perf.values())
+    assert {n: numpy_type[declared[n]] for n in perf} == {n: str(a.dtype) for n, a in perf.items()}
+    value = {name: a[0][0].item() for name, a in perf.items()}
+    assert (
+        value["kv_cache_alloc_new_blocks"],
+        value["kv_cache_alloc_total_blocks"],
+        value["kv_cache_reused_blocks"],
+    ) == (
+        3,
+        3,
+        0,
+    )
+    times = [value[f"{t}_time_ns"] for t in ("arrival", "first_scheduled", "first_token", "last_token")]
+    assert times == sorted(times) and times[0] > 0
+    assert (value["acceptance_rate"], value["total_draft_tokens"], value["total_accepted_draft_tokens"]) == (0, 0, 0)

@@ -1,7 +1,8 @@
 """The signals that see the executor's queue (issue 19), each under `promtool test rules`.
 
 Time to first response from Triton's first-response histogram (facts read from Triton core's source:
-tests/data/triton_latency_metrics.csv), batch fullness (active / max), the executor's queue and the
+tests/data/triton_latency_metrics.csv) or, per pod where Triton exports none (Triton 2.51), from our
+models' llmprep_first_response_histogram_ms; batch fullness (active / max), the executor's queue and the
 requests in flight our own Python models count. Two pods of this release, one pod of another release
 and one of another namespace that must never leak in.
 """
@@ -9,6 +10,7 @@ and one of another namespace that must never leak in.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -42,6 +44,21 @@ FAMILY = fact("histogram family name")
 BOUNDS = [float(b) for b in fact("default bucket bounds (ms)").split()]
 
 
+def _stats() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "llmprep_stats_rules", ROOT / "llmprep" / "templates" / "common" / "llmprep_stats.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Our models' histogram (llmprep_stats.FirstResponse): the fallback where a pod has no Triton family.
+OURS = _stats().FIRST_RESPONSE_FAMILY
+OUR_BOUNDS = [float(b) for b in _stats().FIRST_RESPONSE_BUCKETS_MS]
+
+
 @pytest.fixture(scope="module")
 def groups(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     path = chart_rules(tmp_path_factory.mktemp("rules"))
@@ -70,13 +87,17 @@ def counter(per_second: float, minutes: int = 10) -> str:
     return f"0+{per_second * STEP:g}x{minutes * 60 // STEP}"
 
 
-def histogram(namespace: str, pod: str, model: str, per_bucket: dict[str, float]) -> list[dict[str, str]]:
-    """Triton's first-response histogram of one model: requests per second falling in each bucket (by upper bound)."""
+def histogram(
+    namespace: str, pod: str, model: str, per_bucket: dict[str, float], family: str = FAMILY
+) -> list[dict[str, str]]:
+    """A first-response histogram of one model (Triton's, or ours with family=OURS): requests per second
+    falling in each bucket (by upper bound)."""
     out, total = [], 0.0
-    for bound in [*(f"{b:g}" for b in BOUNDS), "+Inf"]:
+    bounds = OUR_BOUNDS if family == OURS else BOUNDS
+    for bound in [*(f"{b:g}" for b in bounds), "+Inf"]:
         total += per_bucket.get(bound, 0.0)
-        out.append(series(f"{FAMILY}_bucket", namespace, pod, counter(total), model=model, version="1", le=bound))
-    out.append(series(f"{FAMILY}_count", namespace, pod, counter(total), model=model, version="1"))
+        out.append(series(f"{family}_bucket", namespace, pod, counter(total), model=model, version="1", le=bound))
+    out.append(series(f"{family}_count", namespace, pod, counter(total), model=model, version="1"))
     return out
 
 
@@ -122,6 +143,13 @@ def test_the_first_response_rule_reads_the_histogram_triton_core_exports(groups:
     assert re.search(r"by \(namespace, pod, model, le\)", expr)  # a quantile per model, never mixed across models
 
 
+def test_the_first_response_rule_falls_back_to_our_models_histogram_per_pod(groups: list[dict[str, Any]]) -> None:
+    expr = record(groups, "triton:first_response_ms:p95")
+    assert f"{OURS}_bucket" in expr and f"{OURS}_count" in expr
+    # Triton's family first: `or` keeps its series of a pod and takes ours only where it has none.
+    assert expr.index(f"{FAMILY}_bucket") < expr.index(f"{OURS}_bucket")
+
+
 def test_triton_2_51_has_no_first_response_histogram_and_later_cores_do() -> None:
     assert fact("flag that turns the first-response histogram on", "r24.10") == "absent"
     assert fact("flag that turns the first-response histogram on", "r24.11") == "histogram_latencies=true"
@@ -159,6 +187,59 @@ def test_time_to_first_response_stops_at_the_last_finite_bucket(rules_file: Path
         return histogram(namespace, pod, "ensemble", {"+Inf": 3.0} if j % 2 == 0 else {"5000": 3.0})
 
     expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (BOUNDS[-1], 4850))  # 2000 + 0.95 x 3000
+
+
+def test_time_to_first_response_comes_from_our_models_where_triton_exports_no_histogram(rules_file: Path) -> None:
+    # Triton 2.51 (the lab): only our family. Pod 0: BLS's first responses in (250, 500] ms -> p95 = 250 +
+    # 0.95 x 250 = 487.5; pod 1: in (1000, 2000] -> 1950. The engine behind BLS answers within 50 ms and
+    # must not pull the pod's value down.
+    def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
+        slow = {"500": 10.0} if j % 2 == 0 else {"2000": 4.0}
+        return histogram(namespace, pod, "tensorrt_llm_bls", slow, OURS) + histogram(
+            namespace, pod, "tensorrt_llm", {"50": 40.0}, OURS
+        )
+
+    expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (487.5, 1950))
+
+
+def test_tritons_histogram_wins_over_ours_where_a_pod_exports_both(rules_file: Path) -> None:
+    # Pod 0 exports both (a newer Triton serving our models): Triton's (100, 500] -> 480, never ours
+    # (all in (5000, 10000] -> 9750). Pod 1 has ours alone: (1000, 2000] -> 1950.
+    def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
+        ours = histogram(namespace, pod, "tensorrt_llm_bls", {"10000": 5.0} if j % 2 == 0 else {"2000": 4.0}, OURS)
+        return ours + (histogram(namespace, pod, "tensorrt_llm_bls", {"500": 10.0}) if j % 2 == 0 else [])
+
+    expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (480, 1950))
+
+
+def test_tritons_idle_histogram_still_wins_over_ours(rules_file: Path) -> None:
+    # Where Triton exports the family it is the source even while idle (0), so a pod never switches
+    # between two bucket layouts as traffic comes and goes; ours answers on pod 1 alone.
+    def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
+        ours = histogram(namespace, pod, "tensorrt_llm_bls", {"2000": 4.0}, OURS)
+        idle = [
+            series(f"{FAMILY}_{kind}", namespace, pod, "7x40", model="tensorrt_llm_bls", version="1", **extra)
+            for kind, extra in [
+                *(("bucket", {"le": le}) for le in [*(f"{b:g}" for b in BOUNDS), "+Inf"]),
+                ("count", {}),
+            ]
+        ]
+        return ours + (idle if j % 2 == 0 else [])
+
+    expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (0, 1950))
+
+
+def test_our_idle_histogram_gives_zero_not_missing(rules_file: Path) -> None:
+    def make(namespace: str, pod: str, j: int) -> list[dict[str, str]]:
+        return [
+            series(f"{OURS}_{kind}", namespace, pod, "3x40", model="tensorrt_llm", version="1", **extra)
+            for kind, extra in [
+                *(("bucket", {"le": le}) for le in [*(f"{b:g}" for b in OUR_BOUNDS), "+Inf"]),
+                ("count", {}),
+            ]
+        ]
+
+    expect(rules_file, everywhere(make), "triton:first_response_ms:p95", (0, 0))
 
 
 def test_batch_fullness_is_active_over_max_per_pod(rules_file: Path) -> None:

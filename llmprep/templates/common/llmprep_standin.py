@@ -236,7 +236,9 @@ class StandinEngine:
                 tokens = self.step_fn(batch, new) if batch else []
             else:
                 tokens = [job.next_token() for job in batch]
-                cost_s = (self.cost.decode_ms_per_step + self.cost.prefill_ms_per_token * self.last_context_tokens) / 1e3
+                cost_s = (
+                    self.cost.decode_ms_per_step + self.cost.prefill_ms_per_token * self.last_context_tokens
+                ) / 1e3
                 remaining = cost_s - (time.perf_counter() - started)
                 if remaining > 0:
                     time.sleep(remaining)

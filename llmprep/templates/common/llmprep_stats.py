@@ -230,6 +230,35 @@ class FirstResponse:
         )
 
     def observe(self, started_ns: int, now_ns: int | None = None) -> None:
-        """Record one request whose first response goes out now (`started_ns`: time.monotonic_ns() at arrival)."""
+        """Record one request whose first response goes out now (`started_ns`, `now_ns`: one clock, monotonic by default)."""
         end = time.monotonic_ns() if now_ns is None else now_ns
         self.histogram.observe(max(0.0, (end - started_ns) / 1e6))
+
+
+class Passage:
+    """One request through one of our models: in flight from creation to `finish()`, its first response timed once.
+
+    `respond()` where a response carrying data leaves (the first call observes `first`), `finish()` on
+    every way out (final response, error, cancellation): both are idempotent, so a model calls them on
+    each path without counting twice. Either counter may be None (a model that counts only one).
+    """
+
+    def __init__(self, in_flight: InFlight | None, first: FirstResponse | None, started_ns: int | None = None) -> None:
+        self.in_flight, self.first = in_flight, first
+        self.started_ns = time.monotonic_ns() if started_ns is None else started_ns
+        self.responded = self.finished = False
+        self.lock = threading.Lock()
+        if in_flight is not None:
+            in_flight.enter()
+
+    def respond(self) -> None:
+        with self.lock:
+            first, self.responded = not self.responded, True
+        if first and self.first is not None:
+            self.first.observe(self.started_ns)
+
+    def finish(self) -> None:
+        with self.lock:
+            last, self.finished = not self.finished, True
+        if last and self.in_flight is not None:
+            self.in_flight.leave()

@@ -27,12 +27,14 @@ batch_index, and only the last row's last response is final (model_instance_stat
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from llmprep_models import flag, input_array, make_tensor, param, scalar
 from llmprep_standin import Job, StandinModel
+from llmprep_stats import FirstResponse
 
 # The backend's refusals for a model deployed without the decoupled transaction policy
 # (utils.cc:900-903 and 905-908, v0.19.0), in our words.
@@ -79,6 +81,7 @@ class TritonPythonModel(StandinModel):
 
     def configure(self, config: dict, args: dict) -> None:
         self.exclude_input = flag(param(config, "exclude_input_in_output"), False)
+        self.first_response = FirstResponse(pb_utils, args["model_name"], args["model_version"])
 
     def vocab_size(self, config: dict) -> int:
         return int(param(config, "standin_vocab_size", "32000"))
@@ -127,12 +130,26 @@ class TritonPythonModel(StandinModel):
                     input_ids=tokens,
                     max_tokens=max(1, int(max_tokens[row]) if max_tokens else 16),
                     end_id=None if end_ids is None else int(end_ids[row]),
-                    emit=self._emitter(sender, streaming, exclude, wanted, index, last_row_done),
+                    emit=self._timed(
+                        self._emitter(sender, streaming, exclude, wanted, index, last_row_done), streaming
+                    ),
                     cancelled=getattr(sender, "is_cancelled", lambda: False),
                     seed=int(seeds[row]) if seeds else 0,
                 )
             )
         return jobs
+
+    def _timed(
+        self, emit: Callable[[Job, list[int], bool], None], streaming: bool
+    ) -> Callable[[Job, list[int], bool], None]:
+        """`emit`, timing the request's first response: a stream's first chunk, else its one answer."""
+
+        def timed(job: Job, new: list[int], final: bool) -> None:
+            if len(job.generated) == len(new) if streaming else final:
+                self.first_response.observe(job.arrival_ns, time.time_ns())
+            emit(job, new, final)
+
+        return timed
 
     @staticmethod
     def _emitter(

@@ -10,7 +10,9 @@ Where a request waits follows upstream's llmapi model, whose execute() schedules
 generate_async() on an event loop and returns (TensorRT-LLM 1.2.x
 triton_backend/all_models/llmapi/tensorrt_llm/1/model.py): Triton's queue and compute
 counters say nothing about generation. Like llmprep's real llmapi model, it exports
-IterationStats under the engine backend's nv_trt_llm_* families.
+IterationStats under the engine backend's nv_trt_llm_* families, and counts its requests
+in flight and times their first response as the real one does (llmprep_requests_in_flight,
+llmprep_first_response_histogram_ms).
 `standin_queue_in_triton=true` runs the opposite assumption (requests queue in Triton).
 """
 
@@ -24,7 +26,7 @@ import triton_python_backend_utils as pb_utils
 import yaml
 from llmprep_models import StreamingDetokenizer, load_tokenizer, make_tensor, param, scalar, strings, text_array
 from llmprep_standin import Job, StandinModel
-from llmprep_stats import InFlight
+from llmprep_stats import FirstResponse, InFlight, Passage
 
 # Declared by upstream's config; the stand-in has no adapters and cannot cancel by input,
 # so a request that uses them gets an error, never a silent answer.
@@ -39,6 +41,7 @@ class TritonPythonModel(StandinModel):
     def initialize(self, args: dict) -> None:
         super().initialize(args)
         self.in_flight = InFlight(pb_utils, args["model_name"], args["model_version"])
+        self.first_response = FirstResponse(pb_utils, args["model_name"], args["model_version"])
 
     def configure(self, config: dict, args: dict) -> None:
         here = os.path.join(args["model_repository"], args["model_version"])
@@ -51,17 +54,17 @@ class TritonPythonModel(StandinModel):
     def vocab_size(self, config: dict) -> int:
         return len(self.tokenizer)
 
-    def admit(self, job: Job) -> None:
-        self.in_flight.enter()
-
     def _job(self, request: object, sender: object) -> Job:
+        started = time.monotonic_ns()  # the request reaches this model: its time to first response starts
         texts = strings(pb_utils, request, "text_input")
         prompt = texts[0] if texts else ""
         ids = self.tokenizer.encode(prompt)
         streaming = bool(scalar(pb_utils, request, "streaming", False))
         if streaming and not self.decoupled:
             # Upstream answers an error here rather than one silent unary response.
-            raise ValueError("Streaming is only supported in decoupled mode (set model.repository.llmapiDecoupled: true)")
+            raise ValueError(
+                "Streaming is only supported in decoupled mode (set model.repository.llmapiDecoupled: true)"
+            )
         for name in UNSUPPORTED_INPUTS:
             if pb_utils.get_input_tensor_by_name(request, name) is not None:
                 raise ValueError(f"input {name!r} is not supported by the llmprep stand-in (no LoRA, no stop)")
@@ -89,35 +92,33 @@ class TritonPythonModel(StandinModel):
                 out.extend(self._perf_extras(job))
             return pb_utils.InferenceResponse(out)
 
-        left = []  # a request leaves the in-flight count once: with its final response, or cancelled
-
-        def leave_once() -> None:
-            if not left:
-                left.append(True)
-                self.in_flight.leave()
-
         def cancelled() -> bool:
             gone = bool(getattr(sender, "is_cancelled", lambda: False)())
             if gone:
-                leave_once()
+                passage.finish()
             return gone
 
         def emit(job: Job, new: list[int], final: bool) -> None:
             if final:
-                leave_once()
+                passage.finish()
             if streaming:
                 text = detok.add(new) + (detok.flush() if final else "")
                 if text or final:
+                    passage.respond()
                     sender.send(response(text, final, job))
                 if final:
                     sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
             elif final:
                 text = self.tokenizer.decode(job.generated, skip_special_tokens=True)
+                passage.respond()
                 sender.send(
                     response(text if exclude else prompt + text, True, job),
                     flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
                 )
 
+        # Counted in flight from here (the request is valid and goes to the engine) to its final
+        # response or its cancellation; its first response is timed from `started`.
+        passage = Passage(self.in_flight, self.first_response, started)
         return Job(
             input_ids=ids,
             max_tokens=max(1, max_tokens),
@@ -130,8 +131,14 @@ class TritonPythonModel(StandinModel):
     def _perf_extras(self, job: Job) -> list:
         """The rest of upstream's perf-metrics outputs: no speculative decoding, no block reuse here."""
         blocks = max(1, -(-(len(job.input_ids) + len(job.generated)) // self.tokens_per_block))
-        ints = {"kv_cache_reused_block": 0, "kv_cache_missed_block": blocks, "kv_cache_alloc_new_blocks": blocks,
-                "kv_cache_alloc_total_blocks": blocks, "total_accepted_draft_tokens": 0, "total_draft_tokens": 0}
+        ints = {
+            "kv_cache_reused_block": 0,
+            "kv_cache_missed_block": blocks,
+            "kv_cache_alloc_new_blocks": blocks,
+            "kv_cache_alloc_total_blocks": blocks,
+            "total_accepted_draft_tokens": 0,
+            "total_draft_tokens": 0,
+        }
         out = [make_tensor(pb_utils, k, np.array([v], dtype=np.int32)) for k, v in ints.items()]
         out.append(make_tensor(pb_utils, "last_token_time_ns", np.array([time.time_ns()], dtype=np.int64)))
         for name in ("kv_cache_hit_rate", "acceptance_rate"):

@@ -9,6 +9,12 @@ Like upstream's BLS model, execute() serves its requests one after another: conc
 through this model needs `bls_instance_count` instances (tensorrtllm_backend docs,
 "model_config.md": tensorrt_llm_bls).
 
+Like the llmapi model, it counts its requests in flight (llmprep_requests_in_flight: from
+execute() to the final response, sent or failed) and times each request's first response
+(llmprep_first_response_histogram_ms; Triton 2.51 exports no first-response histogram of its
+own). The preprocessing, engine and postprocessing requests it makes are parts of one request:
+they are not counted again.
+
 Both names of renamed inputs are read: `min_tokens` or v0.12.0's `min_length`, `seed` or
 v0.12.0's `random_seed` (docs/repository.md).
 """
@@ -16,10 +22,12 @@ v0.12.0's `random_seed` (docs/repository.md).
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from llmprep_models import flag, input_array, make_tensor, param, text_array
+from llmprep_stats import FirstResponse, InFlight, Passage
 
 # BLS input -> preprocessing input.
 PRE_INPUTS = {
@@ -111,6 +119,8 @@ class TritonPythonModel:
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         self.accumulate = flag(param(config, "accumulate_tokens"), False)
         self.engine = param(config, "tensorrt_llm_model_name", "tensorrt_llm") or "tensorrt_llm"
+        self.in_flight = InFlight(pb_utils, args["model_name"], args["model_version"])
+        self.first_response = FirstResponse(pb_utils, args["model_name"], args["model_version"])
 
     def _preprocess(self, request: object) -> dict[str, object]:
         inputs = []
@@ -138,13 +148,17 @@ class TritonPythonModel:
         return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
     def _engine_inputs(self, request: object, pre: dict[str, object]) -> list:
-        inputs = [make_tensor(pb_utils, PRE_TO_ENGINE[name], t.as_numpy()) for name, t in pre.items() if name in PRE_TO_ENGINE]
+        inputs = [
+            make_tensor(pb_utils, PRE_TO_ENGINE[name], t.as_numpy()) for name, t in pre.items() if name in PRE_TO_ENGINE
+        ]
         for engine_name, names in PASS_THROUGH.items():
             for name in names:
                 array = input_array(pb_utils, request, name)
                 if array is not None:
                     # Inputs this model reshapes to [] arrive without their [1]; the engine wants [batch, 1].
-                    inputs.append(make_tensor(pb_utils, engine_name, array.reshape(1, -1) if array.ndim == 1 else array))
+                    inputs.append(
+                        make_tensor(pb_utils, engine_name, array.reshape(1, -1) if array.ndim == 1 else array)
+                    )
                     break
         return inputs
 
@@ -153,7 +167,9 @@ class TritonPythonModel:
         streaming = bool(stream_in is not None and stream_in.reshape(-1)[0])
         inputs = self._engine_inputs(request, self._preprocess(request))
         engine_request = pb_utils.InferenceRequest(
-            model_name=self.engine, inputs=inputs, requested_output_names=["output_ids", "sequence_length", *ENGINE_OUTPUTS]
+            model_name=self.engine,
+            inputs=inputs,
+            requested_output_names=["output_ids", "sequence_length", *ENGINE_OUTPUTS],
         )
         tokens: list[int] = []
         sent = ""
@@ -187,23 +203,42 @@ class TritonPythonModel:
             send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([chunk])), *extras]))
 
     def execute(self, requests: list) -> list | None:
+        # Every request of the call has reached this model: in flight and timed from here, though
+        # they are served one after another.
+        started = time.monotonic_ns()
+        passages = [Passage(self.in_flight, self.first_response, started) for _ in requests]
         results = []
-        for request in requests:
-            if self.decoupled:
-                sender = request.get_response_sender()
-                try:
-                    self._serve(request, sender.send)
-                    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                except Exception as exc:
-                    sender.send(
-                        pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
-                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-                    )
-                continue
-            collected: list = []
+        for request, passage in zip(requests, passages, strict=True):
             try:
-                self._serve(request, collected.append)
-                results.append(collected[-1] if collected else pb_utils.InferenceResponse([]))
-            except Exception as exc:
-                results.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+                if self.decoupled:
+                    self._respond(request, passage)
+                    continue
+                collected: list = []
+                try:
+                    self._serve(request, collected.append)
+                    results.append(collected[-1] if collected else pb_utils.InferenceResponse([]))
+                    passage.respond()  # ready now; Triton sends it when execute() returns
+                except Exception as exc:
+                    results.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+            finally:
+                passage.finish()
         return None if self.decoupled else results
+
+    def _respond(self, request: object, passage: Passage) -> None:
+        """Serve one request of a decoupled model through its response sender, timing its first response."""
+        sender = request.get_response_sender()
+
+        def send(response: object) -> None:
+            passage.respond()
+            sender.send(response)
+
+        try:
+            self._serve(request, send)
+            passage.finish()
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception as exc:
+            passage.finish()
+            sender.send(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )

@@ -8,7 +8,10 @@ upstream's model does, and streams `text_diff` chunks back.
 What upstream's model does not do: it exports the LLM API's iteration statistics
 (`LLM.get_stats()`, enabled by `enable_iter_perf_stats` in model.yaml) under the engine
 backend's metric families (nv_trt_llm_request_metrics, nv_trt_llm_kv_cache_block_metrics,
-...), so one set of rules and dashboards serves both runtimes.
+...), so one set of rules and dashboards serves both runtimes; and it counts its own requests
+in flight (llmprep_requests_in_flight: from execute() to the final response) and times each
+request's first response (llmprep_first_response_histogram_ms; Triton 2.51 exports no
+first-response histogram of its own: llmprep_stats.FirstResponse).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import datetime
 import json
 import os
 import threading
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
 from llmprep_models import make_tensor, param, scalar, strings, text_array
-from llmprep_stats import MetricsExporter, StatsPoller
+from llmprep_stats import FirstResponse, InFlight, MetricsExporter, Passage, StatsPoller
 
 SAMPLING_INPUTS = {
     "sampling_param_best_of": "best_of",
@@ -97,6 +101,8 @@ class TritonPythonModel:
         self.thread = threading.Thread(target=self.loop.run_forever, name="llmapi-loop", daemon=True)
         self.thread.start()
         exporter = MetricsExporter(pb_utils, args["model_name"], args["model_version"])
+        self.in_flight = InFlight(pb_utils, args["model_name"], args["model_version"])
+        self.first_response = FirstResponse(pb_utils, args["model_name"], args["model_version"])
         period = float(param(config, "stats_check_period_ms", "1000")) / 1e3
         self.poller = StatsPoller(lambda: self.llm.get_stats(timeout=period), exporter.publish, period).start()
 
@@ -125,13 +131,15 @@ class TritonPythonModel:
         out.extend(perf_tensors(getattr(output, "request_perf_metrics", None)))
         return pb_utils.InferenceResponse(out)
 
-    async def _generate(self, request: object, sender: object) -> None:
+    async def _generate(self, request: object, sender: object, passage: Passage) -> None:
         try:
             prompt = strings(pb_utils, request, "text_input")[0]
             streaming = bool(scalar(pb_utils, request, "streaming", False))
             if streaming and not self.decoupled:
                 # An error, as upstream answers, not one silent unary response.
-                raise ValueError("Streaming is only supported in decoupled mode (set model.repository.llmapiDecoupled: true)")
+                raise ValueError(
+                    "Streaming is only supported in decoupled mode (set model.repository.llmapiDecoupled: true)"
+                )
             for name in UNSUPPORTED_INPUTS:
                 if pb_utils.get_input_tensor_by_name(request, name) is not None:
                     raise ValueError(f"input {name!r} is not supported by llmprep's llmapi model")
@@ -145,9 +153,11 @@ class TritonPythonModel:
                     result.abort()
                     break
                 if streaming:
+                    passage.respond()
                     sender.send(self._response(request, result.outputs[0], result.outputs[0].text_diff))
             if not streaming and result is not None:
                 text = result.outputs[0].text
+                passage.respond()
                 sender.send(self._response(request, result.outputs[0], text if exclude else prompt + text))
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except Exception as exc:
@@ -155,11 +165,15 @@ class TritonPythonModel:
                 pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))),
                 flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
             )
+        finally:
+            passage.finish()  # final response, error or cancellation: the request leaves the count once
 
     def execute(self, requests: list) -> None:
         # Hand-off, as upstream: Triton's counters end here, generation runs on the loop.
+        started = time.monotonic_ns()  # the requests reach this model: in flight and timed from here
         for request in requests:
-            asyncio.run_coroutine_threadsafe(self._generate(request, request.get_response_sender()), self.loop)
+            passage = Passage(self.in_flight, self.first_response, started)
+            asyncio.run_coroutine_threadsafe(self._generate(request, request.get_response_sender(), passage), self.loop)
         return None
 
     def finalize(self) -> None:
