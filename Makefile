@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[lab,test]'
 	touch $(STAMP)
 
+# PyTorch's CPU build, for the stand-in's `compute: torch` tests (tests/e2e/test_standin_torch_unit.py;
+# under CI=true they fail where it is missing). This exact version: the machines CI runs on have its
+# CPU wheel on local disk (pip's find-links; 192 MB, ~16 s to install), while plain `torch` or another
+# version is PyPI's CUDA build (GBs of nvidia-* wheels). Elsewhere, take the CPU build from PyTorch's
+# index: make test TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+TORCH_STAMP := $(VENV)/.torch-installed
+
+$(TORCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet '$(TORCH)' $(TORCH_PIP_ARGS)
+	touch $@
+
 $(CHECKOV_VENV)/.installed:
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.2.*'
@@ -33,7 +46,7 @@ system-packages:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-setup: $(STAMP) $(CHECKOV_VENV)/.installed system-packages
+setup: $(STAMP) $(TORCH_STAMP) $(CHECKOV_VENV)/.installed system-packages
 
 lab: $(STAMP) system-packages
 	$(BIN)/llmprep lab --out lab-out

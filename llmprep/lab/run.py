@@ -390,7 +390,9 @@ def run_command(
 
     for path in values_files:
         if not Path(path).is_file():
-            raise UsageError(f"--values {path}: no such file")
+            raise UsageError(
+                f"--values {path}: {'not a regular file (a FIFO, device or directory); give a YAML file' if Path(path).exists() else 'no such file'}"
+            )
     sync_s = parse_duration(sync_period, "--sync-period") if sync_period is not None else None
     scenario = load_scenario(scenario_file).with_overrides(
         values_files=tuple(Path(p) for p in values_files), sets=tuple(sets), speed=speed, sync_period_s=sync_s

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmprep import files
 from llmprep.errors import UsageError
 
 WORDS: tuple[str, ...] = tuple(
@@ -78,10 +79,7 @@ def load_prompts(path: Path, *, output_tokens: float = 64, output_stddev: float 
     Optional per line: `output_tokens` (or `max_tokens`) and `input_tokens`; missing output
     lengths are drawn like synthetic ones, missing input lengths are the word count.
     """
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise UsageError(f"--prompts {path}: cannot read ({exc.strerror or exc})") from exc
+    lines = read_prompts_text(path).splitlines()
     rng = random.Random(seed)
     prompts: list[Prompt] = []
     for number, line in enumerate(lines, start=1):
@@ -91,7 +89,13 @@ def load_prompts(path: Path, *, output_tokens: float = 64, output_stddev: float 
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{where}: not JSON ({exc.msg})") from exc
+            raise UsageError(f"{where}: not JSON ({exc.msg}); give one JSON object a line") from None
+        except RecursionError:  # json's decoder recurses once per [ or {
+            raise UsageError(f"{where}: nested too deeply to read; give one flat JSON object a line") from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise UsageError(
+                f"{where}: not JSON we can read ({files.quote(str(exc))}); give one JSON object a line"
+            ) from None
         if not isinstance(item, dict):
             raise UsageError(f'{where}: expected an object like {{"text": "..."}}')
         text = next((item[k] for k in ("text", "text_input", "prompt") if k in item), None)
@@ -101,11 +105,25 @@ def load_prompts(path: Path, *, output_tokens: float = 64, output_stddev: float 
         if out is None:
             out = _draw(rng, output_tokens, output_stddev)
         elif isinstance(out, bool) or not isinstance(out, int) or out < 1:
-            raise UsageError(f"{where}.output_tokens: expected a whole number of at least 1, got {out!r}")
+            raise UsageError(f"{where}.output_tokens: expected a whole number of at least 1, got {files.quote(out)}")
         n_in = item.get("input_tokens", len(text.split()))
         if isinstance(n_in, bool) or not isinstance(n_in, int) or n_in < 0:
-            raise UsageError(f"{where}.input_tokens: expected a whole number, got {n_in!r}")
+            raise UsageError(f"{where}.input_tokens: expected a whole number, got {files.quote(n_in)}")
         prompts.append(Prompt(text, n_in, out))
     if not prompts:
         raise UsageError(f"--prompts {path}: no prompts in the file (one JSON object a line)")
     return prompts
+
+
+def read_prompts_text(path: Path) -> str:
+    """The text of a prompts file through the bounded reader (`files.read_text`: a regular file only,
+    UTF-8, under its size cap), its one-line errors telling the fix for a JSONL file.
+
+    `files.read_text` words its fixes for the YAML files it mostly reads ("give a UTF-8 YAML file");
+    a prompts file is JSON Lines, so the fix is reworded here rather than in files.py.
+    """
+    try:
+        return files.read_text(path, "--prompts", UsageError)
+    except UsageError as exc:
+        message = str(exc).replace("YAML", "JSONL").replace("a values file", "a prompts file")
+        raise UsageError(message) from None

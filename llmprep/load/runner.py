@@ -194,9 +194,13 @@ class ClientPool:
 class LoadGenerator:
     """One run. Construct, then `await run()` (or `run_load()` from synchronous code)."""
 
-    def __init__(self, config: LoadConfig) -> None:
+    def __init__(self, config: LoadConfig, *, clock: Callable[[], float] = time.perf_counter) -> None:
+        """`clock`: the seconds every schedule here reads (arrivals, stages, ticks, the wait for a server).
+        The real clients time requests with `time.perf_counter`, so only a test that runs the generator
+        on an event loop with virtual time, with doubles of the clients, passes that loop's `time`."""
         config.validate()
         self.config = config
+        self._clock = clock
         self.targets = [normalize_target(t, config.protocol) for t in config.targets]
         self.prompts: Sequence[Prompt] = (
             config.prompts
@@ -233,7 +237,7 @@ class LoadGenerator:
 
     @property
     def t0(self) -> float:
-        """`time.perf_counter()` when the run began (0 before): every `Sample.start` counts from it."""
+        """The clock's reading when the run began (0 before): every `Sample.start` counts from it."""
         return self._t0
 
     @property
@@ -241,7 +245,7 @@ class LoadGenerator:
         return self._in_flight
 
     async def _plan(self, stop_event: StopFlag | None) -> RequestPlan:
-        deadline = time.monotonic() + self.config.wait_ready
+        deadline = self._clock() + self.config.wait_ready
         probe_timeout = min(self.config.timeout, 10.0)
         while True:
             errors = []
@@ -252,7 +256,7 @@ class LoadGenerator:
                     errors.append(str(exc))
                     continue
                 return build_plan(schema, fixed_output=self.config.fixed_output, extra_inputs=self.config.extra_inputs)
-            if time.monotonic() + 1.0 > deadline or (stop_event is not None and stop_event.is_set()):
+            if self._clock() + 1.0 > deadline or (stop_event is not None and stop_event.is_set()):
                 more = f" (and {len(errors) - 1} more targets)" if len(errors) > 1 else ""
                 raise LoadError(f"no target answered: {errors[0]}{more}")
             await asyncio.sleep(1.0)
@@ -270,7 +274,7 @@ class LoadGenerator:
         slot = pool.pick()
         self._in_flight += 1
         self._window.started += 1
-        start = time.perf_counter()
+        start = self._clock()
         try:
             sample = await slot.client.request(index, prompt, self._t0)
         except asyncio.CancelledError:
@@ -278,7 +282,7 @@ class LoadGenerator:
                 Sample(
                     start - self._t0,
                     slot.client.target,
-                    time.perf_counter() - start,
+                    self._clock() - start,
                     None,
                     None,
                     prompt.input_tokens,
@@ -292,7 +296,7 @@ class LoadGenerator:
             sample = Sample(
                 start - self._t0,
                 slot.client.target,
-                time.perf_counter() - start,
+                self._clock() - start,
                 None,
                 None,
                 prompt.input_tokens,
@@ -327,10 +331,10 @@ class LoadGenerator:
             if rate <= 0:
                 await asyncio.sleep(0.05)
                 continue
-            due = time.perf_counter() + rng.expovariate(rate)
-            while not self._stopping and (left := due - time.perf_counter()) > 0 and self._level == rate:
+            due = self._clock() + rng.expovariate(rate)
+            while not self._stopping and (left := due - self._clock()) > 0 and self._level == rate:
                 await asyncio.sleep(min(left, 0.05))
-            if self._stopping or due > time.perf_counter():
+            if self._stopping or due > self._clock():
                 continue  # stopped, or the rate changed before this arrival was due: draw again
             if self._in_flight >= self.config.max_in_flight:
                 self._dropped += 1
@@ -359,13 +363,13 @@ class LoadGenerator:
             lambda target: make_client(config.protocol, target, plan, config.timeout), self.targets, config.connections
         )
         started_at = time.time()
-        self._t0 = time.perf_counter()
+        self._t0 = self._clock()
         next_tick, next_rotate = 1.0, config.reconnect_every or math.inf
         try:
             if profile.unit == "rate":
                 self._spawn(self._arrivals(pool))
             while not (stop_event is not None and stop_event.is_set()):
-                t = time.perf_counter() - self._t0
+                t = self._clock() - self._t0
                 level = profile.level_at(t)
                 if level is None:
                     break
@@ -394,7 +398,7 @@ class LoadGenerator:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-            t = time.perf_counter() - self._t0
+            t = self._clock() - self._t0
             if t > next_tick - 1.0 + 1e-3:
                 self._tick(t, t - (next_tick - 1.0), on_second)
         finally:
@@ -402,7 +406,7 @@ class LoadGenerator:
         return LoadResult(
             config=config.describe(),
             started_at=started_at,
-            duration=time.perf_counter() - self._t0,
+            duration=self._clock() - self._t0,
             samples=list(self._samples),
             timeline=list(self._timeline),
             dropped=self._dropped,

@@ -15,6 +15,14 @@ INT32_MAX = 2**31 - 1  # Kubernetes and TensorRT-LLM integers are int32
 # A Secret's name is a DNS-1123 subdomain (Kubernetes: apimachinery validation IsDNS1123Subdomain).
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
+# Length caps on free text (issue 22): a value ends up in a path, a command line or a label, and an
+# error must not have to quote megabytes. Each refusal names the field and never echoes the value.
+MAX_ID = 200  # model.name, hfRepo, revision: path components under the cache (NAME_MAX is 255 bytes)
+MAX_NAME = 253  # a Kubernetes object's name (a PersistentVolumeClaim)
+MAX_LABEL = 63  # a Kubernetes label value (gpu: node selection by nvidia.com/gpu.product)
+MAX_QUANTITY = 64  # a Kubernetes quantity such as 32Gi
+MAX_TEXT = 4096  # any other free text: a tokenizer path (PATH_MAX), a tritonserver or trtllm-build option
+
 
 class Section:
     """Reads typed keys out of one mapping, naming the full path in every error."""
@@ -35,12 +43,15 @@ class Section:
         self.seen.add(key)
         return self.data.get(key)
 
-    def text(self, key: str, default: str | None = None, *, choices: Iterable[str] = ()) -> str | None:
+    def text(
+        self, key: str, default: str | None = None, *, choices: Iterable[str] = (), max_length: int = MAX_TEXT
+    ) -> str | None:
         value = self._get(key)
         if value is None:
             return default
         if not isinstance(value, str) or not value.strip():
             raise SpecError(f"{self._at(key)}: must be a non-empty string, got {kind_of(value)}")
+        check_length(value, self._at(key), max_length)
         allowed = tuple(choices)
         if allowed and value not in allowed:
             raise SpecError(f"{self._at(key)}: {quote(value)} is not one of {', '.join(allowed)}")
@@ -87,6 +98,7 @@ class Section:
             return default
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise SpecError(f"{self._at(key)}: must be a Kubernetes quantity such as 4 or 32Gi")
+        check_length(str(value), self._at(key), MAX_QUANTITY)
         return str(value)
 
     def mapping(self, key: str) -> dict[str, Any]:
@@ -108,6 +120,26 @@ class Section:
         if unknown:
             allowed = ", ".join(sorted(self.seen))
             raise SpecError(f"{self._at(str(unknown[0]))[:200]}: unknown key; allowed here: {allowed}")
+
+
+def check_length(value: str, at: str, limit: int) -> None:
+    """SpecError naming the field `at` when `value` is over `limit` characters (the value is not shown)."""
+    if len(value) > limit:
+        raise SpecError(f"{at}: {len(value)} characters, over the {limit} this field may have; give a shorter value")
+
+
+def check_free_text(value: Any, at: str, limit: int = MAX_TEXT) -> None:
+    """Every string in `value` (keys too, through mappings and lists) within `limit` characters."""
+    if isinstance(value, str):
+        check_length(value, at, limit)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key)
+            check_length(name, f"{at} (a key)", limit)
+            check_free_text(item, f"{at}.{name}", limit)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_free_text(item, f"{at}[{i}]", limit)
 
 
 def kind_of(value: Any) -> str:

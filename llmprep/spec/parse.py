@@ -8,7 +8,17 @@ from typing import Any
 from llmprep.artifacts import converters
 from llmprep.errors import SpecError
 from llmprep.files import quote
-from llmprep.spec.fields import Section, kind_of, secret_name
+from llmprep.spec.fields import (
+    MAX_ID,
+    MAX_LABEL,
+    MAX_NAME,
+    MAX_TEXT,
+    Section,
+    check_free_text,
+    check_length,
+    kind_of,
+    secret_name,
+)
 from llmprep.spec.model import (
     BATCHING_STRATEGIES,
     CHART_SECTIONS,
@@ -39,6 +49,7 @@ def _read_gpu(value: Any) -> tuple[str, ...]:
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item.strip():
             raise SpecError(f"gpu[{i}]: must be a GPU product name such as NVIDIA-H100-80GB-HBM3, got {kind_of(item)}")
+        check_length(item, f"gpu[{i}]" if isinstance(value, list) else "gpu", MAX_LABEL)  # a node label's value
     return tuple(items)
 
 
@@ -55,6 +66,7 @@ def read_server_options(triton: Any) -> tuple[str, ...]:
             raise SpecError(
                 f"{at}: must be a tritonserver option starting with --, such as --log-verbose=1, got {kind_of(item)}"
             )
+        check_length(item, at, MAX_TEXT)
         if any(c.isspace() for c in item):
             raise SpecError(
                 f"{at}: {quote(item)} contains whitespace; write the option and its value as one --flag=value"
@@ -75,10 +87,10 @@ def parse_spec(doc: Any, *, source: str = "spec") -> ModelSpec:
     top.done()
     warnings: list[str] = []
 
-    name = model.text("name")
+    name = model.text("name", max_length=MAX_ID)
     if name is None:
         raise SpecError("model.name: required (a short name such as llama-3-8b, or set model.hfRepo too)")
-    hf_repo = model.text("hfRepo") or KNOWN_MODELS.get(name) or (name if "/" in name else None)
+    hf_repo = model.text("hfRepo", max_length=MAX_ID) or KNOWN_MODELS.get(name) or (name if "/" in name else None)
     if hf_repo is None:
         known = ", ".join(sorted(KNOWN_MODELS))
         raise SpecError(f"model.hfRepo: required for model.name {name!r} (built-in short names: {known})")
@@ -114,6 +126,7 @@ def parse_spec(doc: Any, *, source: str = "spec") -> ModelSpec:
     if runtime == "engine":  # what the family's converter cannot do fails before any download
         converters.check_parallelism(converters.guess_family(hf_repo) or "", parallelism.tensor, parallelism.pipeline)
     options = trt.mapping("options")
+    check_free_text(options, "model.tensorrtLlm.options")  # flags of trtllm-build and the LLM API
     trt.done()
 
     repo = _read_repository(model.section("repository"), warnings)
@@ -122,11 +135,11 @@ def parse_spec(doc: Any, *, source: str = "spec") -> ModelSpec:
     spec = ModelSpec(
         name=name,
         hf_repo=hf_repo,
-        revision=model.text("revision", "main") or "main",
+        revision=model.text("revision", "main", max_length=MAX_ID) or "main",
         tokenizer=model.text("tokenizer"),
         pull_secret=secret_name(model, "pullSecret"),
         skip_conversion=model.flag("skipConversion", False),
-        persistent_volume_claim=model.text("persistentVolumeClaim"),
+        persistent_volume_claim=model.text("persistentVolumeClaim", max_length=MAX_NAME),
         data_type=data_type,
         runtime=runtime,
         parallelism=parallelism,

@@ -92,6 +92,40 @@ SPEC_ONLY_FILES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("a 10 MB data type", _write(f"model:\n  name: gpt2\n  tensorrtLlm:\n    dataType: {BIG}\n"), "dataType"),
     ("a 10 MB unknown key", _write(f"model:\n  name: gpt2\n  {BIG}: 1\n"), "YAML"),  # PyYAML: keys ≤ 1024
     ("a 900-character unknown key", _write(f"model:\n  name: gpt2\n  {'k' * 900}: 1\n"), "unknown key"),
+    # Free text that ends up in a path, a command line or a label: capped, naming the field, not echoed.
+    ("a 10 MB revision", _write(f"model:\n  name: gpt2\n  revision: {BIG}\n"), "model.revision"),
+    ("a 201-character revision", _write(f"model:\n  name: gpt2\n  revision: {'r' * 201}\n"), "model.revision"),
+    ("a 10 MB name", _write(f"model:\n  name: {BIG}\n  hfRepo: acme/x\n"), "model.name"),
+    ("a 201-character name with a /", _write(f"model:\n  name: acme/{'n' * 196}\n"), "model.name"),
+    ("a 10 MB hfRepo", _write(f"model:\n  name: gpt2\n  hfRepo: acme/{BIG}\n"), "model.hfRepo"),
+    ("a 10 MB tokenizer", _write(f"model:\n  name: gpt2\n  tokenizer: {BIG}\n"), "model.tokenizer"),
+    (
+        "a 254-character persistentVolumeClaim",
+        _write(f"model:\n  name: gpt2\n  persistentVolumeClaim: {'p' * 254}\n"),
+        "model.persistentVolumeClaim",
+    ),
+    ("a 64-character gpu label", _write(f"gpu: {'G' * 64}\nmodel:\n  name: gpt2\n"), "gpu"),
+    ("a 10 MB gpu in a list", _write(f"gpu: [NVIDIA-H100-80GB-HBM3, {BIG}]\nmodel:\n  name: gpt2\n"), "gpu[1]"),
+    (
+        "a 10 MB server option",
+        _write(f"triton:\n  serverOptions: [--log-file={BIG}]\nmodel:\n  name: gpt2\n"),
+        "triton.serverOptions[0]",
+    ),
+    (
+        "a 10 MB build option",
+        _write(f"model:\n  name: gpt2\n  tensorrtLlm:\n    options:\n      gemm_plugin: {BIG}\n"),
+        "model.tensorrtLlm.options.gemm_plugin",
+    ),
+    (
+        "a 10 MB converter option in a list",
+        _write(f"model:\n  name: gpt2\n  tensorrtLlm:\n    options:\n      convert:\n        x: [a, {BIG}]\n"),
+        "model.tensorrtLlm.options.convert.x[1]",
+    ),
+    (
+        "a 10 MB conversion memory",
+        _write(f"model:\n  name: gpt2\n  tensorrtLlm:\n    conversion:\n      memory: {BIG}\n"),
+        "model.tensorrtLlm.conversion.memory",
+    ),
 ]
 
 
@@ -207,3 +241,48 @@ def test_quote_never_shows_a_token_nor_a_long_value(value: str) -> None:
     shown = files.quote(value)
     assert len(shown) < 200
     assert value not in shown
+
+
+# The same caps through `--set` (Helm's parser): a long value on the command line is refused alike.
+@pytest.mark.parametrize(
+    ("expression", "field"),
+    [
+        (f"model.revision={'r' * 201}", "model.revision"),
+        (f"model.name={'n' * 201}", "model.name"),
+        (f"model.hfRepo=acme/{'x' * 200}", "model.hfRepo"),
+        (f"model.tensorrtLlm.options.gemm_plugin={'o' * 5000}", "model.tensorrtLlm.options.gemm_plugin"),
+    ],
+)
+@pytest.mark.parametrize("command", ["spec show", "prepare", "download"])
+def test_a_long_set_value_is_refused_naming_the_field_and_writes_nothing(
+    command: str,
+    expression: str,
+    field: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cache = ["--cache", str(tmp_path / "cache"), "--offline"]
+    argv = {
+        "spec show": ["spec", "show"],
+        "prepare": ["prepare", *cache],
+        "download": ["download", *cache],
+    }[command] + ["--set", "model.name=gpt2", "--set", expression]
+    code, out, err = call(argv, monkeypatch, capsys)
+    assert_one_line_error(code, err, field)
+    assert "characters" in err and len(out) < 200
+    assert not (tmp_path / "cache").exists()
+
+
+def test_lab_says_a_fifo_given_as_values_is_not_a_regular_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = _fifo(tmp_path)
+    code, _out, err = call(["lab", "-f", str(fifo), "--out", str(tmp_path / "lab")], monkeypatch, capsys)
+    assert_one_line_error(code, err, "not a regular file")
+    assert "no such file" not in err
+    code, _out, err = call(
+        ["lab", "-f", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "lab")], monkeypatch, capsys
+    )
+    assert_one_line_error(code, err, "no such file")
+    assert not (tmp_path / "lab").exists()

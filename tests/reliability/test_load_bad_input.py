@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,69 @@ def test_a_malformed_profile_file_exits_2_naming_the_field(tmp_path: Path, text:
     done = run_cli("load", "--url", f"127.0.0.1:{free_port()}", "--profile", str(profile), timeout=60)
     assert done.returncode == 2, done.stderr
     assert field in done.stderr and "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------- bad prompts files
+
+
+def _prompts(data: str | bytes) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        path = tmp / "junk.jsonl"
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+        return path
+
+    return make
+
+
+def _prompts_fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "prompts.fifo")
+    return tmp / "prompts.fifo"
+
+
+def _prompts_dir(tmp: Path) -> Path:
+    (tmp / "prompts.d").mkdir()
+    return tmp / "prompts.d"
+
+
+BIG = "x" * 10_000_000
+
+# (id, file maker, words the one-line error must contain): each names the file and says what to give.
+BAD_PROMPTS: list[tuple[str, Callable[[Path], Path], tuple[str, ...]]] = [
+    ("binary junk", _prompts(bytes(range(256)) * 4), ("junk.jsonl", "UTF-8")),
+    ("utf-16", _prompts('{"text": "hello"}\n'.encode("utf-16")), ("junk.jsonl", "UTF-16")),
+    ("latin-1", _prompts('{"text": "caf\xe9"}\n'.encode("latin-1")), ("junk.jsonl", "UTF-8")),
+    ("NUL bytes", _prompts('{"text": "a\x00b"}\n'), ("junk.jsonl", "NUL")),
+    ("100000 [ on a line", _prompts("[" * 100_000 + "\n"), ("junk.jsonl line 1", "nested")),
+    ("100000 nested objects", _prompts('{"a": ' * 100_000 + "\n"), ("junk.jsonl line 1", "nested")),
+    ("deep nesting on line 2", _prompts('{"text": "ok"}\n' + "[" * 50_000 + "]" * 50_000 + "\n"), ("line 2",)),
+    ("an integer of 5000 digits", _prompts('{"text": "a", "output_tokens": ' + "9" * 5000 + "}\n"), ("line 1",)),
+    ("a 10 MB output_tokens", _prompts(f'{{"text": "a", "output_tokens": "{BIG}"}}\n'), ("line 1.output_tokens",)),
+    ("a 10 MB input_tokens", _prompts(f'{{"text": "a", "input_tokens": "{BIG}"}}\n'), ("line 1.input_tokens",)),
+    ("NaN output_tokens", _prompts('{"text": "a", "output_tokens": NaN}\n'), ("line 1.output_tokens",)),
+    ("a FIFO", _prompts_fifo, ("prompts.fifo", "not a regular file", "JSONL")),
+    ("a directory", _prompts_dir, ("prompts.d", "not a regular file", "JSONL")),
+    ("no such file", lambda tmp: tmp / "missing.jsonl", ("missing.jsonl", "no such file")),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "words"), BAD_PROMPTS, ids=[c[0] for c in BAD_PROMPTS])
+def test_a_bad_prompts_file_is_one_line_naming_it_exit_2_and_never_hangs(
+    case: str, make: Callable[[Path], Path], words: tuple[str, ...], tmp_path: Path
+) -> None:
+    profile = tmp_path / "ok.yaml"
+    profile.write_text('stages: ["step to 1 for 1s"]\n')
+    path = make(tmp_path)
+    # A FIFO nobody writes to would block a reader forever: the subprocess timeout is the hang detector.
+    done = run_cli("load", "--url", "http://127.0.0.1:1", "--profile", str(profile), "--prompts", str(path), timeout=60)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(lines[0]) < 400, lines[0][:400]
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "YAML" not in lines[0]  # a prompts file is JSON Lines: the fix must say so
 
 
 # --------------------------------------------------------------------------- servers that misbehave
