@@ -39,11 +39,10 @@ def load_spec(
             raise SpecError(f"{path}: must be a mapping of values keys, got {kind_of(data)}")
         doc = deep_merge(doc, data)
     if sets:
-        from llmprep.chart import apply_set  # Helm's --set grammar, the same as `chart template`
+        from llmprep.chart import apply_sets  # Helm's --set grammar, applied as `chart template` applies it
 
         try:
-            for expression in sets:
-                doc = apply_set(doc, expression)
+            doc = apply_sets(doc, sets)
         except SpecError:
             raise
         except LlmprepError as exc:
