@@ -1099,3 +1099,144 @@ def test_stand_in_engine_returns_the_backends_perf_metrics_when_asked(
     times = [value[f"{t}_time_ns"] for t in ("arrival", "first_scheduled", "first_token", "last_token")]
     assert times == sorted(times) and times[0] > 0
     assert (value["acceptance_rate"], value["total_draft_tokens"], value["total_accepted_draft_tokens"]) == (0, 0, 0)
+
+
+# --------------------------------------------------------------------------- preprocessing, in process
+
+
+def preprocessing_model(
+    tmp_path: Path, folders: dict[str, Path], pb: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, model_config_pb2.ModelConfig]:
+    """Our `preprocessing` model, initialized on test doubles of pb_utils."""
+    from google.protobuf import json_format
+
+    root = write(tmp_path, folders, "engine", "standin")
+    config = read_config(root / "preprocessing" / "config.pbtxt")
+    pb.get_input_tensor_by_name = lambda request, name: request.inputs.get(name)
+    pb.Tensor = FakeTensor
+    pb.InferenceResponse = lambda tensors=None, error=None: types.SimpleNamespace(tensors=tensors, error=error)
+    pb.TritonError = str
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb)
+    load_common()
+    module_spec = importlib.util.spec_from_file_location(
+        "preprocessing_model", root / "preprocessing" / "1" / "model.py"
+    )
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True))})
+    return model, config
+
+
+def preprocessed(model: Any, **inputs: Any) -> dict[str, Any]:
+    """The outputs of one request, by name (its error raised)."""
+    (response,) = model.execute([FakeRequest(**inputs)])
+    assert response.error is None, response.error
+    return outputs_of(response)
+
+
+def encode(tokenizer: Path, text: str, special: bool = True) -> list[int]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True).encode(text, add_special_tokens=special)
+
+
+TWO_ROWS = [[b"The queue grows"], [b"Hi"]]
+
+
+def test_preprocessing_answers_every_row_of_a_request_as_upstreams_does(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tensorrtllm_backend v0.19.0 preprocessing/1/model.py: ids per row padded on the right with the
+    # tokenizer's pad id (:628-638), end/pad ids per row (:253-267), the decoder input the row's pad id
+    # (:339-342), empty word lists [B, 2, 0] (:651-653) and an empty bias [B, 0] (:691-693).
+    model, config = preprocessing_model(tmp_path, folders, fake_pb_utils, monkeypatch)
+    got = preprocessed(model, QUERY=TWO_ROWS, REQUEST_OUTPUT_LEN=[[3], [5]], END_ID=[[7], [9]])
+    rows = [encode(folders["tokenizer"], t[0].decode()) for t in TWO_ROWS]
+    pad = model.pad_id
+    assert len(rows[0]) > len(rows[1]) and pad != model.end_id
+    width = len(rows[0])
+    assert got["INPUT_ID"].tolist() == [rows[0], rows[1] + [pad] * (width - len(rows[1]))]
+    assert got["REQUEST_INPUT_LEN"].tolist() == [[len(rows[0])], [len(rows[1])]]
+    assert got["REQUEST_OUTPUT_LEN"].tolist() == [[3], [5]]
+    assert got["OUT_END_ID"].tolist() == [[7], [9]] and got["OUT_PAD_ID"].tolist() == [[pad], [pad]]
+    assert got["DECODER_INPUT_ID"].tolist() == [[pad], [pad]]
+    assert got["REQUEST_DECODER_INPUT_LEN"].tolist() == [[1], [1]]
+    assert got["BAD_WORDS_IDS"].shape == got["STOP_WORDS_IDS"].shape == (2, 2, 0)
+    assert got["EMBEDDING_BIAS"].shape == (2, 0)
+    # Every output has the type its config.pbtxt declares.
+    declared = {o.name: DTYPES.Name(o.data_type) for o in config.output}
+    numpy_type = {"TYPE_INT32": "int32", "TYPE_FP32": "float32", "TYPE_UINT64": "uint64"}
+    assert {n: numpy_type[declared[n]] for n in got} == {n: str(a.dtype) for n, a in got.items()}
+
+
+def test_preprocessing_turns_each_rows_words_into_its_own_word_list(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # [B, 2, N]: per row the ids of its words end to end, then cumulative end offsets; ids padded with 0,
+    # offsets with -1, to the longest row (upstream preprocessing/1/model.py:642-684).
+    model, _ = preprocessing_model(tmp_path, folders, fake_pb_utils, monkeypatch)
+    stop = [[b"grows", b"few"], [b"Hi", b""]]
+    got = preprocessed(model, QUERY=TWO_ROWS, REQUEST_OUTPUT_LEN=[[3], [3]], STOP_WORDS_DICT=stop)
+    grows, few, hi = (encode(folders["tokenizer"], w, special=False) for w in ("grows", "few", "Hi"))
+    width = len(grows) + len(few)
+    assert got["STOP_WORDS_IDS"].tolist() == [
+        [grows + few, [len(grows), width] + [-1] * (width - 2)],
+        [hi + [0] * (width - len(hi)), [len(hi)] + [-1] * (width - 1)],
+    ]
+    # A list of words that all encode to nothing is one padding column: id 0, offset -1.
+    blank = preprocessed(model, QUERY=TWO_ROWS, REQUEST_OUTPUT_LEN=[[3], [3]], BAD_WORDS_DICT=[[b""], [b""]])
+    assert blank["BAD_WORDS_IDS"].tolist() == [[[0], [-1]], [[0], [-1]]]
+
+
+def test_preprocessing_biases_each_row_by_its_own_words(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    model, _ = preprocessing_model(tmp_path, folders, fake_pb_utils, monkeypatch)
+    got = preprocessed(
+        model,
+        QUERY=TWO_ROWS,
+        REQUEST_OUTPUT_LEN=[[3], [3]],
+        EMBEDDING_BIAS_WORDS=[[b"queue"], [b"few"]],
+        EMBEDDING_BIAS_WEIGHTS=np.array([[1.5], [-2.0]], dtype=np.float32),
+    )
+    bias = got["EMBEDDING_BIAS"]
+    assert bias.shape == (2, len(model.tokenizer))
+    for row, (word, weight) in enumerate((("queue", 1.5), ("few", -2.0))):
+        ids = set(encode(folders["tokenizer"], word, special=False))
+        assert {int(i) for i in np.flatnonzero(bias[row])} == ids and set(bias[row][list(ids)]) == {weight}
+
+
+def test_preprocessing_passes_each_rows_sampling_inputs_and_extra_ids_on(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    model, _ = preprocessing_model(tmp_path, folders, fake_pb_utils, monkeypatch)
+    got = preprocessed(
+        model,
+        QUERY=TWO_ROWS,
+        REQUEST_OUTPUT_LEN=[[3], [3]],
+        DECODER_QUERY=[[b"Hi"], [b"The queue grows"]],
+        MIN_LENGTH=[[2], [4]],
+        RANDOM_SEED=np.array([[11], [12]], dtype=np.uint64),
+        PROMPT_TABLE_EXTRA_ID=np.array([[3], [4]], dtype=np.uint64),
+    )
+    assert got["OUT_MIN_TOKENS"].tolist() == [[2], [4]] and got["OUT_SEED"].tolist() == [[11], [12]]
+    hi, long = (encode(folders["tokenizer"], t) for t in ("Hi", "The queue grows"))
+    assert got["DECODER_INPUT_ID"].tolist() == [hi + [model.pad_id] * (len(long) - len(hi)), long]
+    assert got["REQUEST_DECODER_INPUT_LEN"].tolist() == [[len(hi)], [len(long)]]
+    # The row's extra id marks only prompt-table ids (>= vocab size), none in text (upstream :351-356).
+    extra = got["OUT_PROMPT_TABLE_EXTRA_IDS"]
+    assert extra.shape == got["INPUT_ID"].shape and extra.dtype == np.uint64 and not extra.any()
+
+
+def test_preprocessing_refuses_an_input_with_fewer_rows_than_the_query(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _ = preprocessing_model(tmp_path, folders, fake_pb_utils, monkeypatch)
+    (response,) = model.execute([FakeRequest(QUERY=TWO_ROWS, REQUEST_OUTPUT_LEN=[[3], [3]], END_ID=[[7]])])
+    assert response.tensors is None and "END_ID has 1 rows where QUERY has 2" in response.error

@@ -226,14 +226,21 @@ def responses_for(servers: dict[str, Server], row: Output) -> list[Any]:
     if row.model == "tensorrt_llm":  # inflight_batcher_llm_client.py's default: unary, not streaming
         return [unary(servers["engine-sync"], "tensorrt_llm", engine_inputs([[5, 6, 7, 8]], 3, streaming=False))]
     if row.output == "batch_index":  # sent only for a request of more than one row (model_instance_state.cc:1211)
-        two_rows = tensors(
-            text_input=np.array([[PROMPT.encode()], [b"Hello world"]], dtype=object),
-            max_tokens=np.array([[3], [3]], np.int32),
-            stream=np.array([[False], [False]]),
-        )
-        return stream_results(engine, row.model, two_rows)
+        return stream_results(engine, row.model, rows_text_inputs(TWO_PROMPTS, stream=False))
     perf = {} if row.output == "text_output" else {"return_perf_metrics": (True, "BOOL")}
     return stream_results(engine, row.model, text_inputs(row.model, 3, stream=True, **perf))
+
+
+TWO_PROMPTS = (PROMPT, "Hi")  # the second shorter than max_tokens: its padding would show
+
+
+def rows_text_inputs(prompts: tuple[str, ...], stream: bool) -> list[grpcclient.InferInput]:
+    """An ensemble request of a row per prompt (text_input [rows, 1]), as end_to_end_grpc_client.py sends one."""
+    return tensors(
+        text_input=np.array([[p.encode()] for p in prompts], dtype=object),
+        max_tokens=np.array([[3]] * len(prompts), np.int32),
+        stream=np.array([[stream]] * len(prompts)),
+    )
 
 
 def shape_matches(shape: tuple[int, ...], pattern: str) -> bool:
@@ -259,16 +266,7 @@ def read_as_the_client_does(array: np.ndarray, read_as: str, pattern: str) -> An
     return value
 
 
-# Our preprocessing encodes only the first QUERY row (preprocessing/1/model.py `_one`), so a
-# two-row request never reaches the engine through the ensemble; the engine's own batch_index is
-# checked directly below. Strict: this turns red once preprocessing batches as upstream's does.
-ONE_ROW_PREPROCESSING = pytest.mark.xfail(
-    strict=True, raises=InferenceServerException, reason="preprocessing handles one row per request"
-)
-OUTPUT_CASES = [
-    pytest.param(r, id=f"{r.model}-{r.output}", marks=[ONE_ROW_PREPROCESSING] if r.output == "batch_index" else [])
-    for r in OUTPUTS
-]
+OUTPUT_CASES = [pytest.param(r, id=f"{r.model}-{r.output}") for r in OUTPUTS]
 
 
 @pytest.mark.parametrize("row", OUTPUT_CASES)
@@ -286,6 +284,61 @@ def test_every_output_has_upstreams_shape_and_type_and_reads_as_its_client_reads
         assert sorted(int(v) for v in values) == [0, 1]
     if row.output == "kv_cache_alloc_new_blocks":
         assert int(values[-1]) >= 1  # the context's blocks, counted as the backend counts them
+
+
+# --------------------------------------------------------------------------- requests of several rows
+
+
+def texts_by_row(results: list[Any]) -> dict[int, str]:
+    """Each row's text: its responses' text_output[0], joined in order, keyed by batch_index."""
+    texts: dict[int, str] = {}
+    for result in results:
+        row = int(result.as_numpy("batch_index")[0][0])
+        texts[row] = texts.get(row, "") + result.as_numpy("text_output")[0].decode()
+    return texts
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streaming"])
+def test_ensemble_answers_each_row_of_a_two_row_request_as_it_answers_that_row_alone(
+    servers: dict[str, Server], stream: bool
+) -> None:
+    # Preprocessing gives the engine one padded row per prompt with its own length (tensorrtllm_backend
+    # v0.19.0 preprocessing/1/model.py:628-638); the engine answers each row on its own, tagged with
+    # batch_index (model_instance_state.cc:1211-1219). A row cut wrongly would differ from its answer alone.
+    engine = servers["engine"]
+    rows = texts_by_row(stream_results(engine, "ensemble", rows_text_inputs(TWO_PROMPTS, stream)))
+    alone = [
+        "".join(
+            r.as_numpy("text_output")[0].decode()
+            for r in stream_results(engine, "ensemble", rows_text_inputs((p,), stream))
+        )
+        for p in TWO_PROMPTS
+    ]
+    assert rows == {0: alone[0], 1: alone[1]} and alone[0] != alone[1] and all(alone)
+
+
+def test_ensemble_two_row_request_to_a_unary_repository_is_refused_as_the_backend_refuses_it(
+    servers: dict[str, Server],
+) -> None:
+    # The engine backend refuses B > 1 unless the model is decoupled (utils.cc:900-903, v0.19.0); through
+    # the ensemble the refusal reaches the client.
+    with pytest.raises(InferenceServerException, match=r"batch size > 1"):
+        unary(servers["engine-sync"], "ensemble", rows_text_inputs(TWO_PROMPTS, stream=False))
+
+
+def test_preprocessing_answers_a_two_row_request_with_two_rows_in_every_output(servers: dict[str, Server]) -> None:
+    # tensorrtllm_backend v0.19.0 preprocessing/1/model.py: every output has the request's rows, the
+    # engine backend slicing each along them (utils.cc:192-209); lists the client left out are empty.
+    query = np.array([[PROMPT.encode()], [b"Hi"]], dtype=object)
+    result = unary(
+        servers["engine"], "preprocessing", tensors(QUERY=query, REQUEST_OUTPUT_LEN=np.array([[4], [2]], np.int32))
+    )
+    shapes = {name: result.as_numpy(name).shape for name in ("REQUEST_INPUT_LEN", "REQUEST_OUTPUT_LEN", "OUT_END_ID")}
+    assert set(shapes.values()) == {(2, 1)} and result.as_numpy("REQUEST_OUTPUT_LEN").tolist() == [[4], [2]]
+    lengths = result.as_numpy("REQUEST_INPUT_LEN").reshape(-1).tolist()
+    assert result.as_numpy("INPUT_ID").shape == (2, max(lengths)) and lengths[0] > lengths[1]
+    assert result.as_numpy("BAD_WORDS_IDS").shape == result.as_numpy("STOP_WORDS_IDS").shape == (2, 2, 0)
+    assert result.as_numpy("EMBEDDING_BIAS").shape == (2, 0)
 
 
 # --------------------------------------------------------------------------- the tensorrt_llm model directly
