@@ -22,6 +22,48 @@ import yaml
 SEED_MONITORING = {"podMonitor": {"interval": "6s"}, "prometheusRule": {"interval": "6s", "window": "1m"}}
 SEED_METRIC = {"name": "triton:queue_compute:ratio", "value": "1000m"}
 
+# The chart's default HPA inputs before issue 19 (both runtimes; the engine runtime keeps them):
+# the waiting count and Triton's pending requests, 2 per pod each.
+PREVIOUS_DEFAULTS = (
+    {"name": "trtllm:requests_waiting", "value": "2"},
+    {"name": "triton:pending_requests", "value": "2"},
+)
+# The PyTorch runtime's llmapi model, streaming: the runtime TensorRT-LLM keeps after mid-2026 and
+# the one whose default inputs issue 19 changed.
+PYTORCH_STREAMING = {"model": {"tensorrtLlm": {"runtime": "pytorch"}, "repository": {"llmapiDecoupled": True}}}
+
+INPUT_TOKENS = 32  # the lab's prompts: short, so the batch of 4 limits a replica (batch-bound)
+# KV-bound: longer prompts on a KV pool that holds 4 sequences while the batcher admits 8, so past
+# 4 clients admitted requests wait for blocks (upstream's `waiting` = active - scheduled) and past 8
+# the rest wait in the executor's queue. The load's prompts are words, and the lab's tiny tokenizer
+# makes 96 of them 241-496 tokens (measured: with 256-token blocks each sequence took 2); blocks of
+# 512 tokens make one block a sequence.
+KV_INPUT_TOKENS = 96
+KV_STANDIN: Mapping[str, Any] = {"maxInFlight": 8, "tokensPerBlock": 512, "kvCacheBlocks": 4}
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What limits a replica: its batch (the KV cache ample) or its KV cache (long sequences)."""
+
+    name: str
+    standin: Mapping[str, Any]
+    input_tokens: int
+    note: str
+
+
+REGIMES = (
+    Regime(
+        "batch-bound", {}, INPUT_TOKENS, "4 requests at once, KV cache ample; the excess waits in the executor's queue"
+    ),
+    Regime(
+        "kv-bound",
+        KV_STANDIN,
+        KV_INPUT_TOKENS,
+        "the batcher admits 8 but the KV pool holds 4 sequences; admitted requests wait for blocks",
+    ),
+)
+
 
 @dataclass(frozen=True)
 class LabConfig:
@@ -31,6 +73,7 @@ class LabConfig:
     values: Mapping[str, Any]
     standin: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
+    input_tokens: int = INPUT_TOKENS
 
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"  # the one value the chart requires
@@ -83,7 +126,7 @@ def scenario_doc(
             "protocol": protocol,
             "unit": "clients",
             "stages": list(stages),
-            "inputTokens": 32,
+            "inputTokens": config.input_tokens,
             "connections": 8,
             "reconnectEvery": "2s",
             "timeout": "60s",
@@ -128,6 +171,7 @@ class LabRun:
     hpa: str
     notes: list[str]
     out_dir: Path
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # the HPA's syncs (llmprep.lab.report)
 
 
 def run_config(
@@ -178,6 +222,7 @@ def run_config(
         hpa=", ".join(m.describe() for m in setup.hpa.metrics),
         notes=list(result.report.notes),
         out_dir=folder / "out",
+        decisions=list(result.report.decisions),
     )
 
 

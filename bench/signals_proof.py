@@ -59,6 +59,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from bench._common import spearman  # noqa: E402  (after the sys.path line above)
+from bench._lab import INPUT_TOKENS, KV_INPUT_TOKENS, KV_STANDIN  # noqa: E402
 from bench._signals_outputs import (  # noqa: E402
     BATCH_BOUND,
     KV_BOUND,
@@ -119,14 +120,7 @@ SLO_TIMES_SERVICE = 2.0
 DECODE_MS_PER_STEP = 60.0
 
 
-INPUT_TOKENS = 32  # batch-bound prompts; KV-bound ones are KV_INPUT_TOKENS
-# KV-bound: longer prompts on a KV pool that holds 4 sequences while the batcher admits 8, so past
-# 4 clients admitted requests wait for blocks (upstream's `waiting` = active - scheduled) and past 8
-# the rest wait in the executor's queue. The load's prompts are words, and the lab's tiny tokenizer
-# makes 96 of them 241-496 tokens (measured: with 256-token blocks each sequence took 2); blocks of
-# 512 tokens make one block a sequence.
-KV_INPUT_TOKENS = 96
-KV_STANDIN: Mapping[str, Any] = {"maxInFlight": 8, "tokensPerBlock": 512, "kvCacheBlocks": 4}
+# Batch-bound prompts are INPUT_TOKENS; KV-bound ones KV_INPUT_TOKENS on KV_STANDIN (bench/_lab.py).
 
 
 @dataclass(frozen=True)
