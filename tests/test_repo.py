@@ -1240,3 +1240,230 @@ def test_preprocessing_refuses_an_input_with_fewer_rows_than_the_query(
     model, _ = preprocessing_model(tmp_path, folders, fake_pb_utils, monkeypatch)
     (response,) = model.execute([FakeRequest(QUERY=TWO_ROWS, REQUEST_OUTPUT_LEN=[[3], [3]], END_ID=[[7]])])
     assert response.tensors is None and "END_ID has 1 rows where QUERY has 2" in response.error
+
+
+# --------------------------------------------------------------------------- the BLS model, in process
+
+
+class FakeResponse:
+    """pb_utils.InferenceResponse as a BLS caller reads it (has_error, error().message(), output_tensors)."""
+
+    def __init__(self, tensors: list[Any] | None = None, error: str | None = None) -> None:
+        self.tensors, self.failure = tensors, error
+
+    def has_error(self) -> bool:
+        return self.failure is not None
+
+    def error(self) -> Any:
+        return types.SimpleNamespace(message=lambda: self.failure)
+
+    def output_tensors(self) -> list[Any]:
+        return self.tensors or []
+
+
+def python_model(root: Path, name: str, parameters: dict[str, str] | None = None) -> Any:
+    """`root/name/1/model.py`, initialized with its config.pbtxt (`parameters` set over it)."""
+    from google.protobuf import json_format
+
+    config = json_format.MessageToDict(read_config(root / name / "config.pbtxt"), preserving_proto_field_name=True)
+    for key, value in (parameters or {}).items():
+        config.setdefault("parameters", {})[key] = {"string_value": value}
+    module_spec = importlib.util.spec_from_file_location(f"{name}_in_process", root / name / "1" / "model.py")
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config), "model_name": name, "model_version": "1"})
+    return model
+
+
+def scripted_engine(inputs: dict[str, Any], decoupled: bool, beams: int) -> list[FakeResponse]:
+    """The engine as the backend answers: B > 1 refused unless decoupled (utils.cc:900-903), else a response
+    per row (per step when streaming, the rows interleaved), each tagged with batch_index [1, 1] when the
+    request has several rows (model_instance_state.cc:1211-1219). Each row writes back its own prompt, cycled."""
+    import numpy as np
+
+    ids, lengths = inputs["input_ids"].as_numpy(), inputs["input_lengths"].as_numpy().reshape(-1)
+    wanted = inputs["request_output_len"].as_numpy().reshape(-1)
+    streaming = "streaming" in inputs and bool(inputs["streaming"].as_numpy().reshape(-1)[0])
+    batch = ids.shape[0]
+    if batch > 1 and not decoupled:
+        return [FakeResponse(error="a request with more than one input_ids row (batch size > 1) needs decoupled")]
+    made = [[int(ids[r][i % lengths[r]]) for i in range(wanted[r])] for r in range(batch)]
+
+    def response(row: int, tokens: list[int]) -> FakeResponse:
+        out = [
+            FakeTensor("output_ids", np.array([[tokens] * beams], dtype=np.int32)),
+            FakeTensor("sequence_length", np.array([[len(tokens)] * beams], dtype=np.int32)),
+        ]
+        if batch > 1:
+            out.append(FakeTensor("batch_index", np.array([[row]], dtype=np.int32)))
+        return FakeResponse(out)
+
+    if streaming:  # odd steps answer the last row first: keying by arrival order would mix them
+        steps = range(int(wanted.max()))
+        order = [(s, r) for s in steps for r in (range(batch) if s % 2 == 0 else reversed(range(batch)))]
+        sent = [response(r, [made[r][s]]) for s, r in order if s < wanted[r]]
+    else:
+        sent = [response(r, made[r]) for r in range(batch)]
+    return [*sent, FakeResponse([])] if decoupled else sent
+
+
+def bls_pipeline(
+    tmp_path: Path,
+    folders: dict[str, Path],
+    pb: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    decoupled: bool = True,
+    accumulate: bool = False,
+    beams: int = 1,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Our BLS model in process: its preprocessing and postprocessing our models, its engine `scripted_engine`.
+    Returns the model and the inputs of every engine request it makes."""
+    root = write(tmp_path, folders, "engine", "standin", spec_of(repository={"decoupled": decoupled}))
+    engine_calls: list[dict[str, Any]] = []
+    pb.using_decoupled_model_transaction_policy = lambda c: bool(c.get("model_transaction_policy", {}).get("decoupled"))
+    pb.get_input_tensor_by_name = lambda request, name: request.inputs.get(name)
+    pb.get_output_tensor_by_name = lambda response, name: next(
+        (t for t in response.output_tensors() if t.name() == name), None
+    )
+    pb.Tensor = FakeTensor
+    pb.InferenceResponse = FakeResponse
+    pb.TritonError = str
+    pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb)
+    load_common()
+    models = {name: python_model(root, name) for name in ("preprocessing", "postprocessing")}
+
+    class InferenceRequest:
+        def __init__(self, model_name: str, inputs: list[Any], requested_output_names: list[str]) -> None:
+            self.model_name, self.inputs = model_name, {t.name(): t for t in inputs}
+
+        def exec(self, decoupled: bool = False) -> Any:
+            if self.model_name in models:
+                (response,) = models[self.model_name].execute([self])
+                return response
+            engine_calls.append({name: t.as_numpy() for name, t in self.inputs.items()})
+            answers = scripted_engine(self.inputs, decoupled, beams)
+            return iter(answers) if decoupled else answers[0]
+
+    pb.InferenceRequest = InferenceRequest
+    bls = python_model(root, "tensorrt_llm_bls", {"accumulate_tokens": "true" if accumulate else "false"})
+    return bls, engine_calls
+
+
+def bls_served(model: Any, prompts: list[str], stream: bool, **extra: Any) -> list[tuple[Any, int]]:
+    """Every (response, flags) a decoupled BLS model sends for one request of a row per prompt."""
+    request = FakeRequest(
+        text_input=[[p.encode()] for p in prompts],
+        max_tokens=[[3]] * len(prompts),
+        stream=[[stream]] * len(prompts),
+        **extra,
+    )
+    assert model.execute([request]) is None and request.sender.finished.is_set()
+    return request.sender.sent
+
+
+def bls_metric(family: str) -> float:
+    return FakeFamily.store[(family, ("model", "tensorrt_llm_bls"), ("version", "1"))]
+
+
+# The second row's first three tokens are one character's bytes (the tiny tokenizer is byte-level): mixed
+# with the other row's tokens, its text would break.
+BLS_PROMPTS = ["The queue grows", "日本語"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streaming"])
+def test_bls_answers_each_row_of_a_two_row_request_as_it_answers_that_row_alone(
+    tmp_path: Path,
+    folders: dict[str, Path],
+    fake_pb_utils: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    # Upstream's BLS sends B rows to the engine in one request and answers each engine response, keeping
+    # streamed tokens per batch_index (tensorrtllm_backend v0.19.0 tensorrt_llm_bls/1/lib/decode.py:260-288,
+    # 427-448); only the end of every row is final (model.py:203-225).
+    model, _ = bls_pipeline(tmp_path, folders, fake_pb_utils, monkeypatch)
+    sent = bls_served(model, BLS_PROMPTS, stream)
+    assert [flags for _, flags in sent] == [0] * (len(sent) - 1) + [1] and sent[-1][0] is None
+    rows: dict[int, str] = {}
+    for response, _ in sent[:-1]:
+        got = outputs_of(response)
+        assert got["text_output"].shape == (1,) and got["batch_index"].shape == (1, 1)
+        row = int(got["batch_index"][0][0])
+        rows[row] = rows.get(row, "") + got["text_output"][0].decode()
+    # One request, one passage: timed at its first response, out of flight after its last.
+    assert bls_metric("llmprep_first_response_histogram_ms") == 1
+    assert bls_metric("llmprep_requests_in_flight") == 0
+    alone = []
+    for prompt in BLS_PROMPTS:
+        answers = bls_served(model, [prompt], stream)
+        assert all("batch_index" not in outputs_of(r) for r, _ in answers if r is not None)
+        alone.append("".join(outputs_of(r)["text_output"][0].decode() for r, _ in answers if r is not None))
+    assert rows == {0: alone[0], 1: alone[1]} and alone[0] != alone[1] and all(alone)
+
+
+def test_bls_accumulating_tokens_streams_each_row_its_whole_text_so_far(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # accumulate_tokens: each chunk is the row's decoded tokens so far (decode.py:439-448).
+    model, _ = bls_pipeline(tmp_path, folders, fake_pb_utils, monkeypatch, accumulate=True)
+    texts: dict[int, list[str]] = {0: [], 1: []}
+    for response, _ in bls_served(model, BLS_PROMPTS, stream=True)[:-1]:
+        got = outputs_of(response)
+        texts[int(got["batch_index"][0][0])].append(got["text_output"][0].decode())
+    whole = [outputs_of(bls_served(model, [p], stream=False)[0][0])["text_output"][0].decode() for p in BLS_PROMPTS]
+    for row, chunks in texts.items():
+        assert all(later.startswith(earlier) for earlier, later in zip(chunks, chunks[1:], strict=False))
+        assert chunks[-1] == whole[row]
+
+
+def test_bls_answers_a_text_per_beam_flat_and_refuses_to_accumulate_beams_as_upstream(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # text_output [batch * beams] (triton_decoder.py:98, 574-598); accumulation only for beam width 1
+    # (decode.py:422-425), refused with the final flag on the error.
+    model, _ = bls_pipeline(tmp_path, folders, fake_pb_utils, monkeypatch, beams=2)
+    (response, _), _final = bls_served(model, ["Hi"], stream=False)
+    got = outputs_of(response)["text_output"]
+    assert got.shape == (2,) and got[0] == got[1] and got[0].decode()
+    model, _ = bls_pipeline(tmp_path / "accumulate", folders, fake_pb_utils, monkeypatch, accumulate=True, beams=2)
+    ((error, flags),) = bls_served(model, ["Hi"], stream=True)
+    assert flags == 1 and error.tensors is None and "beam width 1" in error.failure
+
+
+def test_bls_not_decoupled_answers_one_row_and_passes_the_engines_refusal_of_two(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Upstream's BLS sends B > 1 to the engine whatever the policy (decode.py:277-288); an engine that
+    # is not decoupled refuses it (utils.cc:900-903) and the refusal is the request's answer.
+    model, _ = bls_pipeline(tmp_path, folders, fake_pb_utils, monkeypatch, decoupled=False)
+    one, two = (
+        FakeRequest(text_input=[[p.encode()] for p in prompts], max_tokens=[[3]] * len(prompts))
+        for prompts in (BLS_PROMPTS[:1], BLS_PROMPTS)
+    )
+    answered, refused = model.execute([one, two])
+    assert outputs_of(answered)["text_output"].shape == (1,) and answered.failure is None
+    assert refused.tensors is None and "batch size > 1" in refused.failure
+    assert bls_metric("llmprep_requests_in_flight") == 0
+
+
+def test_bls_gives_the_engine_a_row_per_request_row_and_refuses_what_upstream_refuses(
+    tmp_path: Path, folders: dict[str, Path], fake_pb_utils: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    model, calls = bls_pipeline(tmp_path, folders, fake_pb_utils, monkeypatch)
+    # return_log_probs is reshaped to a scalar per request: [B] here, [B, 1] to the engine.
+    bls_served(model, BLS_PROMPTS, stream=False, return_log_probs=[True, False])
+    (engine,) = calls
+    assert engine["return_log_probs"].tolist() == [[True], [False]]
+    assert engine["input_ids"].shape[0] == engine["request_output_len"].shape[0] == 2
+    # max_tokens must be > 0 (decode.py:107-110): refused before any other model is asked.
+    request = FakeRequest(text_input=[[b"Hi"]], max_tokens=[[0]], stream=[[False]])
+    model.execute([request])
+    ((error, flags),) = request.sender.sent
+    assert flags == 1 and "max_tokens" in error.failure and len(calls) == 1
+    assert np.isclose(bls_metric("llmprep_requests_in_flight"), 0)

@@ -326,6 +326,41 @@ def test_ensemble_two_row_request_to_a_unary_repository_is_refused_as_the_backen
         unary(servers["engine-sync"], "ensemble", rows_text_inputs(TWO_PROMPTS, stream=False))
 
 
+# The second prompt's first three tokens are one character's bytes (the tiny tokenizer is byte-level):
+# streamed text that mixed the rows' tokens would break that character.
+BLS_TWO_PROMPTS = (PROMPT, "日本語")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streaming"])
+def test_bls_answers_each_row_of_a_two_row_request_as_it_answers_that_row_alone(
+    servers: dict[str, Server], stream: bool
+) -> None:
+    # Upstream's BLS sends the rows to the engine as one request, answers each engine response with
+    # text_output flat and its batch_index, and keeps streamed tokens per batch_index (tensorrtllm_backend
+    # v0.19.0 tensorrt_llm_bls/1/lib/decode.py:260-288, 427-448; triton_decoder.py:574-598).
+    engine = servers["engine"]
+    results = stream_results(engine, "tensorrt_llm_bls", rows_text_inputs(BLS_TWO_PROMPTS, stream))
+    assert all(r.as_numpy("text_output").shape == (1,) and r.as_numpy("batch_index").shape == (1, 1) for r in results)
+    rows = texts_by_row(results)
+    alone = [
+        "".join(
+            r.as_numpy("text_output")[0].decode()
+            for r in stream_results(engine, "tensorrt_llm_bls", rows_text_inputs((p,), stream))
+        )
+        for p in BLS_TWO_PROMPTS
+    ]
+    assert rows == {0: alone[0], 1: alone[1]} and alone[0] != alone[1] and all(alone)
+
+
+def test_bls_two_row_request_to_a_unary_repository_is_refused_as_the_backend_refuses_it(
+    servers: dict[str, Server],
+) -> None:
+    # Upstream's BLS sends B > 1 to the engine whatever its own policy (decode.py:277-288); the engine
+    # refuses it unless decoupled (utils.cc:900-903) and the BLS answers the refusal.
+    with pytest.raises(InferenceServerException, match=r"batch size > 1"):
+        unary(servers["engine-sync"], "tensorrt_llm_bls", rows_text_inputs(TWO_PROMPTS, stream=False))
+
+
 def test_preprocessing_answers_a_two_row_request_with_two_rows_in_every_output(servers: dict[str, Server]) -> None:
     # tensorrtllm_backend v0.19.0 preprocessing/1/model.py: every output has the request's rows, the
     # engine backend slicing each along them (utils.cc:192-209); lists the client left out are empty.

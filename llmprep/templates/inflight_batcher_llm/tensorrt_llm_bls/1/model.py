@@ -1,9 +1,24 @@
 """`tensorrt_llm_bls`: the ensemble's pipeline as one Python model (llmprep's own; upstream's I/O).
 
 Calls `preprocessing`, then `tensorrt_llm` (streaming when asked), then `postprocessing`
-through Triton's BLS API. It keeps each request's tokens, so streamed text never splits
+through Triton's BLS API. It keeps each row's tokens, so streamed text never splits
 a character: every chunk is the growth of the decoded whole (or the whole so far with
 the `accumulate_tokens` parameter, as upstream's option does).
+
+A request of B rows (`text_input` [B, 1]) is served as upstream's BLS serves it (read in
+tensorrtllm_backend v0.19.0 all_models/inflight_batcher_llm/tensorrt_llm_bls/1/, cited as
+`decode.py:LINE`, `model.py:LINE`, `triton_decoder.py:LINE`): one engine request of B rows, which the
+decoupled engine answers row by row, each response tagged with its row as `batch_index` [1, 1]
+(decode.py:284-288); each response becomes one response here with `text_output` flat
+[batch * beams] ([beams] for one row) and the engine's outputs, `batch_index` included, passed on
+(triton_decoder.py:574-598). Streamed tokens are kept per row, keyed by `batch_index` (0 when the
+engine sends none, model.py:88-95) as upstream keys its accumulated tokens (decode.py:427-448),
+and by `sequence_index` too, so that num_return_sequences' sequences of a row never mix (upstream
+keys the row only). The final flag goes out once, after the engine's last response (model.py:203-225,
+triton_decoder.py:109-114), which the backend marks final only when every row is done
+(inflight_batcher_llm/src/model_instance_state.cc:1369-1371). A model that is not decoupled
+passes the engine's refusal of B > 1 back as the request's error, as upstream's does (decode.py:277-288
+sends B > 1 to the engine whatever the policy; the engine refuses it, utils.cc:900-903).
 
 Like upstream's BLS model, execute() serves its requests one after another: concurrency
 through this model needs `bls_instance_count` instances (tensorrtllm_backend docs,
@@ -113,6 +128,41 @@ def _check(response: object, step: str) -> None:
         raise RuntimeError(f"{step}: {response.error().message()}")
 
 
+def _text(value: object) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _validate(request: object) -> None:
+    """Upstream's checks before any work (decode.py:107-110), in our words; max_tokens on every row
+    (upstream reads the first row's only)."""
+    text = input_array(pb_utils, request, "text_input")
+    if text is None or text.size == 0:
+        raise ValueError("text_input is required")
+    max_tokens = input_array(pb_utils, request, "max_tokens")
+    if max_tokens is None or max_tokens.size == 0 or (max_tokens <= 0).any():
+        raise ValueError("max_tokens must be one value > 0 per row")
+
+
+def _index(response: object, name: str) -> int:
+    """The response's row (`batch_index`) or sequence (`sequence_index`): its one value, 0 when the engine
+    sends none (a request of one row; model.py:88-104). Anything but [1, 1] is an error (decode.py:428-435)."""
+    tensor = pb_utils.get_output_tensor_by_name(response, name)
+    if tensor is None:
+        return 0
+    array = tensor.as_numpy()
+    if array.shape != (1, 1):
+        raise ValueError(f"expected {name} as one value [1, 1] per engine response, got {list(array.shape)}")
+    return int(array[0][0])
+
+
+class _Row:
+    """One row (and sequence) of a streamed request: its tokens so far and the text already sent."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.sent = ""
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -134,18 +184,18 @@ class TritonPythonModel:
         _check(response, "preprocessing")
         return {t.name(): t for t in response.output_tensors()}
 
-    def _postprocess(self, tokens: list[int]) -> str:
+    def _postprocess(self, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
+        """TOKENS_BATCH [batch, beams, T] and SEQUENCE_LENGTH [batch, beams] -> a text per batch and beam."""
         response = pb_utils.InferenceRequest(
             model_name="postprocessing",
             inputs=[
-                make_tensor(pb_utils, "TOKENS_BATCH", np.array([[tokens]], dtype=np.int32)),
-                make_tensor(pb_utils, "SEQUENCE_LENGTH", np.array([[len(tokens)]], dtype=np.int32)),
+                make_tensor(pb_utils, "TOKENS_BATCH", tokens.astype(np.int32)),
+                make_tensor(pb_utils, "SEQUENCE_LENGTH", lengths.astype(np.int32)),
             ],
             requested_output_names=["OUTPUT"],
         ).exec()
         _check(response, "postprocessing")
-        value = pb_utils.get_output_tensor_by_name(response, "OUTPUT").as_numpy().reshape(-1)[0]
-        return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+        return [_text(v) for v in pb_utils.get_output_tensor_by_name(response, "OUTPUT").as_numpy().reshape(-1)]
 
     def _engine_inputs(self, request: object, pre: dict[str, object]) -> list:
         inputs = [
@@ -155,14 +205,31 @@ class TritonPythonModel:
             for name in names:
                 array = input_array(pb_utils, request, name)
                 if array is not None:
-                    # Inputs this model reshapes to [] arrive without their [1]; the engine wants [batch, 1].
+                    # Inputs this model reshapes to [] arrive as [B]; the engine wants [B, 1], a row per
+                    # request row. Upstream makes them [1, B] (triton_decoder.py:187-192), which the engine's
+                    # dims [1] refuse for B > 1.
                     inputs.append(
-                        make_tensor(pb_utils, engine_name, array.reshape(1, -1) if array.ndim == 1 else array)
+                        make_tensor(pb_utils, engine_name, array.reshape(-1, 1) if array.ndim == 1 else array)
                     )
                     break
         return inputs
 
+    def _streamed(self, rows: dict[tuple[int, int], _Row], response: object, tokens: np.ndarray) -> str | None:
+        """The chunk one streamed engine response adds to its row's text; None while the row's text ends
+        in an incomplete character."""
+        if tokens.shape[0] != 1:
+            raise ValueError(f"expected one row per streamed engine response, got {tokens.shape[0]}")
+        row = rows.setdefault((_index(response, "batch_index"), _index(response, "sequence_index")), _Row())
+        row.tokens.extend(tokens[0, 0].tolist())
+        text = self._postprocess(np.array([[row.tokens]]), np.array([[len(row.tokens)]]))[0]
+        if text.endswith("\ufffd"):
+            return None  # wait for the next token
+        chunk = text if self.accumulate else text[len(row.sent) :]
+        row.sent = text
+        return chunk
+
     def _serve(self, request: object, send: object) -> None:
+        _validate(request)
         stream_in = input_array(pb_utils, request, "stream")
         streaming = bool(stream_in is not None and stream_in.reshape(-1)[0])
         inputs = self._engine_inputs(request, self._preprocess(request))
@@ -171,8 +238,7 @@ class TritonPythonModel:
             inputs=inputs,
             requested_output_names=["output_ids", "sequence_length", *ENGINE_OUTPUTS],
         )
-        tokens: list[int] = []
-        sent = ""
+        rows: dict[tuple[int, int], _Row] = {}
         # The engine is decoupled exactly when this model is (one decoupled_mode for both).
         responses = engine_request.exec(decoupled=True) if self.decoupled else [engine_request.exec()]
         for response in responses:
@@ -180,27 +246,31 @@ class TritonPythonModel:
             ids = pb_utils.get_output_tensor_by_name(response, "output_ids")
             if ids is None:
                 continue  # the empty final response of a decoupled model
-            lengths = pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().reshape(-1)
-            new = ids.as_numpy().reshape(-1)[: int(lengths[0])].tolist()
+            tokens = ids.as_numpy()
+            if tokens.ndim != 3:  # decode.py:418-419
+                raise ValueError(f"expected output_ids [batch, beams, tokens], got {list(tokens.shape)}")
+            lengths = pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy()
+            lengths = lengths.reshape(tokens.shape[:2])
+            if self.accumulate and self.decoupled and tokens.shape[:2] != (1, 1):
+                # Upstream accumulates whenever decoupled (decode.py:416-425, model.py:79-81).
+                raise ValueError("accumulate_tokens needs one row and beam width 1 per engine response")
             extras = [
                 make_tensor(pb_utils, name, t.as_numpy())
                 for name in ENGINE_OUTPUTS
                 if (t := pb_utils.get_output_tensor_by_name(response, name)) is not None
             ]
+            if streaming and tokens.shape[1] == 1:
+                chunk = self._streamed(rows, response, tokens[:, :, : int(lengths.reshape(-1)[0])])
+                if chunk is None:
+                    continue
+                texts = [chunk]
+            else:
+                # Not streamed, or beams (which the engine streams whole): decoded as it comes, as upstream's
+                # non-accumulating path does (decode.py:449-451).
+                texts = self._postprocess(tokens, lengths)
             # text_output is flat [batch * beams], as upstream's BLS sends it (text_output is not in
-            # its undo-reshape list, tensorrt_llm_bls/1/lib/triton_decoder.py:98, v0.19.0), so
-            # clients read `as_numpy("text_output")[0].decode()`.
-            if not streaming:
-                text = self._postprocess(new)
-                send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([text])), *extras]))
-                continue
-            tokens.extend(new)
-            text = self._postprocess(tokens)
-            if text.endswith("\ufffd"):
-                continue  # an incomplete character: wait for the next token
-            chunk = text if self.accumulate else text[len(sent) :]
-            sent = text
-            send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array([chunk])), *extras]))
+            # its undo-reshape list, triton_decoder.py:98), so clients read `as_numpy("text_output")[0].decode()`.
+            send(pb_utils.InferenceResponse([make_tensor(pb_utils, "text_output", text_array(texts)), *extras]))
 
     def execute(self, requests: list) -> list | None:
         # Every request of the call has reached this model: in flight and timed from here, though
