@@ -13,7 +13,6 @@ the existing values, Helm's `strvals.ParseInto`, which the SDK does not expose, 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,13 @@ import yaml
 
 from llmprep import files as userfiles
 from llmprep import strvals
+from llmprep.chart_errors import (  # noqa: F401  (the face)
+    _secret_field,  # noqa: F401  (tests read it here)
+    first_line,
+    one_line,
+    render_message,
+    schema_message,
+)
 from llmprep.errors import SpecError, UsageError
 from llmprep.shipped import shipped
 from llmprep.spec.values import deep_merge  # not the face: spec.reading imports this module
@@ -58,7 +64,7 @@ def merge_values(files: Iterable[Path] = (), sets: Iterable[str] = ()) -> dict[s
         try:
             doc = helm.values_from_yaml(text)
         except helm.HelmError as exc:
-            raise SpecError(f"--values {path}: not a valid values file ({_first_line(exc)})") from None
+            raise SpecError(f"--values {path}: not a valid values file ({first_line(exc)})") from None
         base = deep_merge(base, doc or {})
     return apply_sets(base, sets)
 
@@ -77,7 +83,7 @@ def apply_sets(values: Mapping[str, Any], sets: Iterable[str]) -> dict[str, Any]
         try:
             walk = helm.parse_set_string(expression)
         except helm.HelmError as exc:
-            raise UsageError(f"--set {expression!r}: {_first_line(exc)}") from None
+            raise UsageError(f"--set {expression!r}: {first_line(exc)}") from None
         _open_nulls(data, walk)
     for expression in expressions:
         data = apply_set(data, expression)
@@ -108,7 +114,7 @@ def apply_set(values: Mapping[str, Any], expression: str) -> dict[str, Any]:
     try:
         helm.parse_set_string(expression)  # Helm's own verdict on the syntax
     except helm.HelmError as exc:
-        raise UsageError(f"--set {expression!r}: {_first_line(exc)}") from None
+        raise UsageError(f"--set {expression!r}: {first_line(exc)}") from None
     data = copy.deepcopy(dict(values))
     try:
         strvals.parse_into(data, expression)
@@ -146,11 +152,6 @@ def _open_nulls(data: dict[str, Any], walk: Mapping[str, Any]) -> None:
                     _open_nulls(mine, theirs)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # --------------------------------------------------------------------------- render and lint
 
 
@@ -182,7 +183,7 @@ def render_files(
     try:
         helm.validate_release_name(release)
     except helm.HelmError as exc:
-        raise UsageError(f"release name {release!r}: {_first_line(exc)}") from None
+        raise UsageError(f"release name {release!r}: {first_line(exc)}") from None
     try:
         with helm.Chart.load(chart_path) as chart:
             rendered = chart.render(
@@ -193,7 +194,7 @@ def render_files(
     except helm.HelmRenderError as exc:
         raise SpecError(one_line(str(exc))) from None
     except helm.HelmChartLoadError as exc:
-        raise UsageError(f"{chart_path}: not a loadable chart ({_first_line(exc)})") from None
+        raise UsageError(f"{chart_path}: not a loadable chart ({first_line(exc)})") from None
     return {path: text for path, text in rendered.items() if text.strip()}
 
 
@@ -209,7 +210,7 @@ def _chart_defaults(chart_path: Path) -> dict[str, Any]:
         with helm.Chart.load(chart_path) as chart:
             return dict(chart.values or {})
     except helm.HelmChartLoadError as exc:
-        raise UsageError(f"{chart_path}: not a loadable chart ({_first_line(exc)})") from None
+        raise UsageError(f"{chart_path}: not a loadable chart ({first_line(exc)})") from None
 
 
 def render(
@@ -309,51 +310,6 @@ def rule_groups(objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for rule in find(objects, "PrometheusRule"):
         groups.extend(rule.get("spec", {}).get("groups", []))
     return groups
-
-
-# --------------------------------------------------------------------------- messages
-
-
-_SCHEMA_LINE = re.compile(r"at '(?P<path>[^']*)': (?P<text>.*)")
-
-
-def schema_message(text: str) -> str:
-    """Helm's values-schema failure as one line per bad key, keys written with dots (`a.b[0]`)."""
-    found: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        match = _SCHEMA_LINE.search(line)
-        if not match:
-            continue
-        parts = [p for p in match.group("path").split("/") if p]
-        key = ""
-        for part in parts:
-            key += f"[{part}]" if part.isdigit() else (f".{part}" if key else part)
-        said = match.group("text").strip()
-        if said == "'anyOf' failed":
-            continue  # the alternatives that failed follow, each on its own line
-        said = re.sub(r"^got (\S+), want (\S+)$", r"\2 (got \1)", said)
-        reasons = found.setdefault(key or "values", [])
-        if said not in reasons:
-            reasons.append(said)
-    lines = [f"{key}: {' or '.join(reasons)}" for key, reasons in found.items()]
-    return "; ".join(lines) if lines else _first_line(Exception(text))
-
-
-_FAIL = re.compile(r"(?:error calling fail: |execution error at \([^)]*\): )(?P<text>.*)")
-
-
-def render_message(text: str) -> str:
-    """A template's `fail`/`required` message without Helm's template-position prefix."""
-    match = _FAIL.search(text)
-    return match.group("text").strip() if match else _first_line(Exception(text))
-
-
-def one_line(text: str) -> str:
-    """Any Helm values or render failure as one line: a schema failure as `schema_message` gives
-    it, a template's `fail`/`required` as `render_message` does, else the first line."""
-    if any(_SCHEMA_LINE.search(line) for line in text.splitlines()):
-        return schema_message(text)
-    return render_message(text)
 
 
 def template(

@@ -39,9 +39,22 @@ QUOTE_CHARS = 80  # what an error quotes of a value
 _TOKEN = re.compile(r"^(hf_|api_|ghp_|gho_|github_pat_|glpat-|sk-|xox[abp]-)[A-Za-z0-9_\-]{6,}$|^[A-Za-z0-9_\-]{32,}$")
 
 
+# Refused where a Secret's NAME belongs: a known token prefix, or a long run without '-' or '.'.
+# Narrower than _TOKEN, which only decides what an error never echoes: a long hyphenated name
+# (`registry-credentials-production-eu`) is a fine Secret name and must not be refused.
+_SECRET_NAME_TOKEN = re.compile(
+    r"^(hf_|api_|ghp_|gho_|github_pat_|glpat-|sk-|xox[abp]-)[A-Za-z0-9_\-]{6,}$|^[A-Za-z0-9_]{32,}$"
+)
+
+
 def looks_like_token(value: object) -> bool:
     """True for a string shaped like an access token (never echo or store it)."""
     return isinstance(value, str) and bool(_TOKEN.match(value.strip()))
+
+
+def token_not_a_name(value: object) -> bool:
+    """True for a token given where a Secret's name belongs (refused; a long hyphenated name is not one)."""
+    return isinstance(value, str) and bool(_SECRET_NAME_TOKEN.match(value.strip()))
 
 
 def quote(value: object, limit: int = QUOTE_CHARS) -> str:

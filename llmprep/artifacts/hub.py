@@ -25,7 +25,7 @@ from typing import Any
 
 from llmprep.artifacts import cache
 from llmprep.errors import HubError, UsageError
-from llmprep.files import publish_dir, write_json_atomic
+from llmprep.files import QUOTE_CHARS, looks_like_token, publish_dir, quote, write_json_atomic
 
 META = ".llmprep-checkpoint.json"
 HUB_DIR = ".hub"
@@ -86,14 +86,40 @@ def resolve_token(token_file: Path | None, warn: Callable[[str], None] | None = 
 
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+# Bytes of one folder name made from a repo id's part or a revision: NAME_MAX is 255, and the
+# staging (`.partial-XXXXXXXX`), lock (`.lock`) and set-aside (`.trash-XXXXXXXX`) names add to it.
+MAX_NAME_BYTES = 200
+
+
+def shown(text: str) -> str:
+    """A repo id or revision as a progress line or an error shows it: as it is when short and
+    printable, else cut, and a token-shaped value hidden (`files.quote`); a commit id stays."""
+    if len(text) <= QUOTE_CHARS and text.isprintable() and (COMMIT.match(text) or not looks_like_token(text)):
+        return text
+    return quote(text)
 
 
 def checkpoint_dir(cache_dir: Path, repo: str, revision: str) -> Path:
+    """`<cache>/hf/<repo>/<revision>`, or a one-line UsageError for a repo id or revision that cannot
+    name a folder (nothing is created: every download and look-up starts here)."""
     if not REPO_ID.match(repo) or ".." in repo:
-        raise UsageError(f"model.hfRepo: {repo!r} is not a Hugging Face repo id such as meta-llama/Meta-Llama-3-8B")
-    if not revision or revision.startswith(".") or ".." in revision:
-        raise UsageError(f"model.revision: {revision!r} is not a branch, tag or commit")
-    return cache_dir / cache.HF / repo / revision.replace("/", "--")
+        raise UsageError(
+            f"model.hfRepo: {shown(repo)} is not a Hugging Face repo id such as meta-llama/Meta-Llama-3-8B"
+        )
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in repo.split("/")):
+        raise UsageError(
+            f"model.hfRepo: {len(repo)} characters, more than a Hugging Face repo id has "
+            f"(at most {MAX_NAME_BYTES} bytes a part); give a repo id such as meta-llama/Meta-Llama-3-8B"
+        )
+    if not revision or revision.startswith(".") or ".." in revision or not revision.isprintable():
+        raise UsageError(f"model.revision: {shown(revision)} is not a branch, tag or commit")
+    name = revision.replace("/", "--")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise UsageError(
+            f"model.revision: {len(revision)} characters, more than a branch, tag or commit may have here "
+            f"(at most {MAX_NAME_BYTES} bytes); give a branch, tag or 40-character commit id"
+        )
+    return cache_dir / cache.HF / repo / name
 
 
 def hub_cache_dir(cache_dir: Path) -> Path:
@@ -161,6 +187,9 @@ def _hub_errors(repo: str, revision: str, token: str | None) -> Iterator[None]:
     def fail(message: str) -> HubError:
         return HubError(message.replace(token, "***") if token else message)
 
+    named = repr(revision) if shown(revision) == revision else shown(revision)
+    repo, revision = shown(repo), shown(revision)
+
     try:
         yield
     except hf_errors.GatedRepoError:
@@ -176,7 +205,7 @@ def _hub_errors(repo: str, revision: str, token: str | None) -> Iterator[None]:
             "check model.hfRepo (or model.name)"
         ) from None
     except hf_errors.RevisionNotFoundError:
-        raise fail(f"{repo}: revision {revision!r} does not exist; check model.revision") from None
+        raise fail(f"{repo}: revision {named} does not exist; check model.revision") from None
     except (hf_errors.LocalEntryNotFoundError, OfflineModeIsEnabled):
         raise fail(
             f"{repo}@{revision}: not in the local Hub cache and the Hub cannot be reached (offline); "
@@ -281,7 +310,10 @@ def download(
     final = checkpoint_dir(cache_dir, repo, revision)
     cache.ensure_dir(final.parent, "the checkpoint cache")
     with cache.locked(
-        final.with_name(f"{final.name}.lock"), timeout=lock_timeout, what=f"{repo}@{revision}", on_wait=say
+        final.with_name(f"{final.name}.lock"),
+        timeout=lock_timeout,
+        what=f"{shown(repo)}@{shown(revision)}",
+        on_wait=say,
     ):
         done = find_checkpoint(cache_dir, repo, revision, deep=verify)
         if done is not None:
@@ -297,7 +329,7 @@ def download(
                 raise HubError(
                     f"{repo}@{revision}: no config.json at the top of the repository; is it a model repository?"
                 )
-            say(f"downloading {len(wanted)} files of {repo}@{commit[:12]}")
+            say(f"downloading {len(wanted)} files of {shown(repo)}@{commit[:12]}")
             snapshot = _snapshot(repo, commit, hub, wanted, token=token, offline=offline, show_bars=show_bars)
         # A dead downloader's staging, or the older copy publish_dir had set aside when it was killed.
         for pattern in (f"{final.name}.partial-*", f"{final.name}.trash-*"):

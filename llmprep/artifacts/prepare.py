@@ -81,7 +81,7 @@ def _checkpoint(spec: ModelSpec, cache_dir: Path, opts: Options, progress: Progr
     found = hub.find_checkpoint(cache_dir, spec.hf_repo, spec.revision, deep=opts.verify)
     if found is not None:
         return found
-    progress(f"downloading {spec.hf_repo}@{spec.revision}")
+    progress(f"downloading {hub.shown(spec.hf_repo)}@{hub.shown(spec.revision)}")
     return hub.download(
         spec.hf_repo,
         spec.revision,
@@ -185,6 +185,8 @@ def prepare(
 ) -> Prepared:
     """Download → build → repository; every step reuses a verified cache entry when there is one."""
     opts = dataclasses.replace(opts or Options(), token=token if token is not None else (opts.token if opts else None))
+    # A repo id or revision no folder can hold is refused here, before any progress line or folder.
+    hub.checkpoint_dir(cache_dir, spec.hf_repo, spec.revision)
     if spec.skip_conversion:
         found = find_prepared(spec, cache_dir, python=opts.python, env=env)
         if found.repository_dir is not None:
@@ -221,7 +223,7 @@ def find_prepared(
     checkpoint = hub.find_checkpoint(cache_dir, spec.hf_repo, spec.revision)
     if checkpoint is None:
         raise CacheError(
-            f"{spec.hf_repo}@{spec.revision}: no checkpoint in {cache_dir}; run `llmprep prepare` "
+            f"{hub.shown(spec.hf_repo)}@{hub.shown(spec.revision)}: no checkpoint in {cache_dir}; run `llmprep prepare` "
             "(model.skipConversion needs an earlier prepare on this cache)"
         )
     if env is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from llmprep.cli.options import JsonOption, console, emit_json
 
@@ -78,13 +79,13 @@ def chart_lint_cmd(
     merged = chart.merge_values(values or [], set_ or [])
     findings = chart.lint(merged, chart_dir=where)
     for line in findings:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=True, markup=False)  # findings quote regex patterns: [a-z]
     if findings:
         raise typer.Exit(1)
     table = gpu_fit.chart_table(where or chart.CHART_DIR)
     warned = gpu_fit.warnings(chart.render(merged, chart_dir=where), table) if table else []
     for line in warned:
-        console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if warned and strict:
         raise typer.Exit(1)
     console.print("chart lint: no findings" + (f", {len(warned)} warning(s)" if warned else ""), highlight=False)

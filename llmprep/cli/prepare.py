@@ -95,7 +95,10 @@ def _core_options(
 
 
 def _say(message: str) -> None:
-    console.print(f"[cyan]•[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # The message may carry a repo id or revision (cut by hub.shown); `[` in them is no markup.
+    console.print(f"[cyan]•[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def download_cmd(
@@ -150,7 +153,8 @@ def build_cmd(
     ck = hub.find_checkpoint(cache_dir, parsed.hf_repo, parsed.revision)
     if ck is None:
         raise CacheError(
-            f"{parsed.hf_repo}@{parsed.revision}: not downloaded to {cache_dir}; run `llmprep download` first"
+            f"{hub.shown(parsed.hf_repo)}@{hub.shown(parsed.revision)}: not downloaded to {cache_dir}; "
+            "run `llmprep download` first"
         )
     opts = _core_options(None, True, None, examples, lock_timeout)
     with console.status("building…"):
@@ -302,7 +306,8 @@ def plan_cmd(
         )
         if ck is None:
             raise UsageError(
-                f"plan: {parsed.hf_repo}@{parsed.revision} is not downloaded; run `llmprep download` or give --config"
+                f"plan: {hub.shown(parsed.hf_repo)}@{hub.shown(parsed.revision)} is not downloaded; "
+                "run `llmprep download` or give --config"
             )
         config = ck.path
     product = gpu or (parsed.gpu[0] if parsed and parsed.gpu else None)

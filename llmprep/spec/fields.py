@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmprep.errors import SpecError
-from llmprep.files import looks_like_token, quote
+from llmprep.files import quote, token_not_a_name
 
 _DECIMAL = re.compile(r"^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
 INT32_MAX = 2**31 - 1  # Kubernetes and TensorRT-LLM integers are int32
@@ -159,10 +159,10 @@ def secret_name(sec: Section, key: str) -> str | None:
     value = sec._get(key)
     if value is None:
         return None
-    if looks_like_token(value):
+    if token_not_a_name(value):
         raise SpecError(
             f"{sec._at(key)}: this looks like a token, not a Secret's name (value not shown); "
-            "store the token in a Secret (kubectl create secret generic NAME --from-literal=token=…) and give NAME"
+            "store the token in a Secret (kubectl create secret generic NAME --from-literal=password=…) and give NAME"
         )
     if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
         raise SpecError(
