@@ -209,15 +209,19 @@ spec:
   initContainers:
     {{- if $owner }}
     # The kubelet creates a hostPath directory as root, mode 0755, and fsGroup does not apply to
-    # hostPath: hand the cache directory (only it, not its contents) to the pod's uid and gid.
-    # Root with CAP_CHOWN and CAP_FOWNER only, nothing else (values.yaml: cache.hostPathOwner).
+    # hostPath: hand the cache directory to the pod's uid and gid, and whatever inside it another
+    # owner left (the tutorials' pods ran as root on the same path); files already ours are not
+    # touched, so a warm cache costs one walk of its metadata. Root with CAP_CHOWN and CAP_FOWNER
+    # only, nothing else (values.yaml: cache.hostPathOwner).
     - name: cache-owner
       image: {{ include "llmprep.image" $root | quote }}
       imagePullPolicy: {{ $tri.image.imagePullPolicy | default $tri.image.pullPolicy }}
       command:
         - sh
         - -c
-        - chown {{ $tri.podSecurityContext.runAsUser | int64 }}:{{ $tri.podSecurityContext.runAsGroup | default $tri.podSecurityContext.runAsUser | int64 }} "$1" && chmod 0770 "$1"
+        {{- $uid := $tri.podSecurityContext.runAsUser | int64 }}
+        {{- $gid := $tri.podSecurityContext.runAsGroup | default $tri.podSecurityContext.runAsUser | int64 }}
+        - chown {{ $uid }}:{{ $gid }} "$1" && chmod 0770 "$1" && find "$1" -xdev -mindepth 1 \( ! -user {{ $uid }} -o ! -group {{ $gid }} \) -exec chown -h {{ $uid }}:{{ $gid }} {} +
       # The path as the script's argument ($1), never spliced into the shell text.
       args:
         - cache-owner

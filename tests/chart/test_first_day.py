@@ -45,8 +45,12 @@ def test_the_cache_owner_step_runs_before_prepare_on_a_hostpath_cache() -> None:
     assert _pod()["volumes"][1]["hostPath"]["type"] == "DirectoryOrCreate"
 
 
-def _run_cache_owner(owner: dict[str, Any], tmp_path: Path) -> list[str]:
-    """Run the cache-owner command with `chown` and `chmod` stand-ins that log their arguments."""
+def _run_cache_owner(owner: dict[str, Any], tmp_path: Path, cache: Path | None = None) -> list[str]:
+    """Run the cache-owner command with `chown` and `chmod` stand-ins that log their arguments
+    (on `cache` in place of the pod's mount path; an empty folder stands in for a fresh hostPath)."""
+    if cache is None:
+        cache = tmp_path / "cache"
+        cache.mkdir()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls"
@@ -55,7 +59,7 @@ def _run_cache_owner(owner: dict[str, Any], tmp_path: Path) -> list[str]:
         stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> {shlex.quote(str(log))}\n')
         stub.chmod(0o755)
     done = subprocess.run(
-        [*owner["command"], *owner.get("args", [])],
+        [*owner["command"], *owner.get("args", [])[:-1], str(cache)],
         env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -74,8 +78,24 @@ def test_the_cache_owner_chowns_the_mounted_cache_for_the_pods_uid_and_nothing_e
     assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["runAsGroup"] == 10001
     # The path reaches the script as $1, never spliced into the shell text.
     assert owner["command"][:2] == ["sh", "-c"] and cache not in owner["command"][2]
-    assert _run_cache_owner(owner, tmp_path) == [f"chown 10001:10001 {cache}", f"chmod 0770 {cache}"]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert _run_cache_owner(owner, tmp_path, fresh) == [f"chown 10001:10001 {fresh}", f"chmod 0770 {fresh}"]
     assert [m["name"] for m in owner["volumeMounts"]] == ["cache"]
+
+
+def test_the_cache_owner_also_hands_over_what_a_root_pod_left_inside_the_cache(tmp_path: Path) -> None:
+    # A tutorial's pods ran as root on the same hostPath: their folders inside must become ours too.
+    owner = next(c for c in _pod()["initContainers"] if c["name"] == "cache-owner")
+    cache = tmp_path / "cache"
+    (cache / "hf" / "gpt2").mkdir(parents=True)
+    (cache / "hf" / "gpt2" / "config.json").write_text("{}")
+    calls = _run_cache_owner(owner, tmp_path, cache)
+    assert calls[:2] == [f"chown 10001:10001 {cache}", f"chmod 0770 {cache}"]
+    handed = " ".join(calls[2:])
+    assert handed.startswith("chown -h 10001:10001 ")
+    for inside in ("hf", "hf/gpt2", "hf/gpt2/config.json"):
+        assert str(cache / inside) in handed
 
 
 def test_the_cache_owner_runs_as_root_with_only_chown_and_fowner() -> None:
