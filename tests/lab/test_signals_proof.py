@@ -1,8 +1,9 @@
-"""The signals proof (bench/signals_proof.py): one runtime, short mode, through the real lab.
+"""The signals proof (bench/signals_proof.py): one runtime, short mode, through the real lab, per regime.
 
-The module runs the engine/ensemble case once (levels 0, 1×, 1.5×, 2×, 4× one replica's capacity,
-20 s each, about two minutes with real tritonserver and Prometheus) and checks the recorded
-table; the verdict rules themselves are checked on tables of hand-made series.
+The module runs the engine/ensemble case once per regime (batch-bound and KV-bound; levels 0, 1×,
+1.5×, 2×, 4× one replica's capacity, 20 s each, about two minutes a run with real tritonserver and
+Prometheus) and checks the recorded tables; the verdict rules themselves are checked on tables of
+hand-made series.
 """
 
 from __future__ import annotations
@@ -42,12 +43,30 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return doc
 
 
+@pytest.fixture(scope="module")
+def kv_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("signals-kv")
+    assert proof.main(["--case", "engine-ensemble-kv", "--short", "--out", str(out), "--no-plots"]) == 0
+    return dict(json.loads((out / "signals.json").read_text()))
+
+
 @pytest.mark.slow
-def test_the_recorded_table_has_one_row_per_signal_with_a_verdict(short_run: dict[str, Any]) -> None:
-    (result,) = short_run["results"]
+@pytest.mark.parametrize("regime", ["short_run", "kv_run"])
+def test_the_recorded_table_has_one_row_per_signal_with_a_verdict(regime: str, request: pytest.FixtureRequest) -> None:
+    (result,) = request.getfixturevalue(regime)["results"]
     assert [(v["signal"], v["verdict"] in ("proven", "not proven")) for v in result["verdicts"]] == [
         (name, True) for name in proof.SIGNALS
     ]
+
+
+@pytest.mark.slow
+def test_requests_waiting_rises_past_saturation_when_the_kv_cache_binds(kv_run: dict[str, Any]) -> None:
+    # KV-bound: the batcher admits 8, the pool holds 4 sequences; admitted requests short of blocks
+    # are active but not scheduled, upstream's waiting (active - scheduled), so the gauge rises.
+    (result,) = kv_run["results"]
+    waiting = next(v for v in result["verdicts"] if v["signal"] == "trtllm:requests_waiting")
+    medians = [m or 0 for m in waiting["medians"]]
+    assert medians[0] < 1 and max(medians) >= 2
 
 
 @pytest.mark.slow
