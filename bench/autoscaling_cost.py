@@ -331,7 +331,7 @@ def render(
                     "× oracle",
                     "over SLO or failed",
                     f"≤ {ORACLE_GOAL:g}× oracle, < {SLO_GOAL_PCT:g} % over SLO",
-                    "replica-s vs the tutorials'",
+                    "replica-s saved vs the tutorials'",
                     f"≥ {100 * SAVING_GOAL:.0f} % fewer at no more misses",
                 ],
                 verdicts(result),
