@@ -172,6 +172,7 @@ class LabRun:
     notes: list[str]
     out_dir: Path
     decisions: list[dict[str, Any]] = field(default_factory=list)  # the HPA's syncs (llmprep.lab.report)
+    events: list[dict[str, Any]] = field(default_factory=list)  # replicas' lifecycle (llmprep.lab.report)
 
 
 def run_config(
@@ -223,6 +224,7 @@ def run_config(
         notes=list(result.report.notes),
         out_dir=folder / "out",
         decisions=list(result.report.decisions),
+        events=list(result.report.events),
     )
 
 

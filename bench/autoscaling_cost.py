@@ -39,7 +39,6 @@ SLO misses.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -89,12 +88,17 @@ def staircase(levels: Sequence[int], hold_s: float) -> list[dict[str, Any]]:
     return [{"step": {"to": n, "for": f"{hold_s:g}s"}} for n in levels]
 
 
+def _runtime_values(runtime: str) -> dict[str, Any]:
+    """The values that pick the replicas' runtime (pytorch: the llmapi model, streaming)."""
+    return dict(PYTORCH_STREAMING) if runtime == "pytorch" else {"model": {"tensorrtLlm": {"runtime": runtime}}}
+
+
 def _autoscaling(
     regime: Regime, name: str, autoscaling: dict[str, Any], note: str, runtime: str = "pytorch"
 ) -> LabConfig:
     """One compared configuration in `regime`; keys left out keep the chart's defaults."""
     body = {"replicas": {"minimum": MIN_REPLICAS, "maximum": MAX_REPLICAS}, **autoscaling}
-    model = PYTORCH_STREAMING if runtime == "pytorch" else {"model": {"tensorrtLlm": {"runtime": runtime}}}
+    model = _runtime_values(runtime)
     return LabConfig(
         f"{regime.name}: {name}",
         {**model, "autoscaling": body},
@@ -167,7 +171,7 @@ def _window_only(seconds: int) -> dict[str, Any]:
 def capacity_config(regime: Regime, runtime: str = "pytorch") -> LabConfig:
     # `metrics: None`: only the seed metric ([] would add the runtime defaults; one replica either way).
     one = {"replicas": {"minimum": 1, "maximum": 1}, "metric": dict(SEED_METRIC), "metrics": None}
-    model = PYTORCH_STREAMING if runtime == "pytorch" else {"model": {"tensorrtLlm": {"runtime": runtime}}}
+    model = _runtime_values(runtime)
     return LabConfig(f"{regime.name}: capacity", {**model, "autoscaling": one}, regime.standin, "", regime.input_tokens)
 
 
@@ -228,11 +232,7 @@ def cost_of(run: LabRun, duration: float, slo_s: float) -> dict[str, Any]:
 
 def replica_crashes(run: LabRun) -> int:
     """Replicas that exited on their own during the run (the lab's `failed` events; the ReplicaSet replaced them)."""
-    report = run.out_dir / "report.json"
-    if not report.exists():
-        return 0
-    events = json.loads(report.read_text()).get("events", [])
-    return sum(1 for e in events if e.get("kind") == "failed")
+    return sum(1 for e in run.events if e.get("kind") == "failed")
 
 
 @dataclass

@@ -148,7 +148,7 @@ def schema_message(text: str) -> str:
 
 # A word of a Helm message that is a token by its prefix (the prefixes `files.looks_like_token` knows):
 # hidden wherever it stands. (Its other rule, any 32-character word, would also hide our own words.)
-_TOKEN_WORD = re.compile(r"^(hf_|api_|ghp_|gho_|github_pat_|glpat-|sk-|xox[abp]-)[A-Za-z0-9_\-]{6,}$")
+_TOKEN_WORD = re.compile(userfiles.TOKEN_WITH_PREFIX)
 
 
 def _cut(text: str) -> str:

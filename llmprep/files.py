@@ -36,15 +36,13 @@ MAX_NODES = 1_000_000  # nodes after alias expansion: an alias bomb expands to b
 QUOTE_CHARS = 80  # what an error quotes of a value
 
 # Values that look like credentials: Hugging Face, GitHub, generic bearer-ish strings.
-_TOKEN = re.compile(r"^(hf_|api_|ghp_|gho_|github_pat_|glpat-|sk-|xox[abp]-)[A-Za-z0-9_\-]{6,}$|^[A-Za-z0-9_\-]{32,}$")
-
-
+# A known token prefix and its body (also what chart errors hide word by word: llmprep.chart_errors).
+TOKEN_WITH_PREFIX = r"^(hf_|api_|ghp_|gho_|github_pat_|glpat-|sk-|xox[abp]-)[A-Za-z0-9_\-]{6,}$"
+_TOKEN = re.compile(TOKEN_WITH_PREFIX + r"|^[A-Za-z0-9_\-]{32,}$")
 # Refused where a Secret's NAME belongs: a known token prefix, or a long run without '-' or '.'.
 # Narrower than _TOKEN, which only decides what an error never echoes: a long hyphenated name
 # (`registry-credentials-production-eu`) is a fine Secret name and must not be refused.
-_SECRET_NAME_TOKEN = re.compile(
-    r"^(hf_|api_|ghp_|gho_|github_pat_|glpat-|sk-|xox[abp]-)[A-Za-z0-9_\-]{6,}$|^[A-Za-z0-9_]{32,}$"
-)
+_SECRET_NAME_TOKEN = re.compile(TOKEN_WITH_PREFIX + r"|^[A-Za-z0-9_]{32,}$")
 
 
 def looks_like_token(value: object) -> bool:
